@@ -1,0 +1,103 @@
+package heed
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// WaitSource says where a wait came from.
+type WaitSource uint8
+
+const (
+	SourceNone           WaitSource = iota
+	SourceRetryAfter                // the server's Retry-After
+	SourceRateLimitReset            // an exhausted quota's reset (X-RateLimit-Reset, RateLimit)
+	SourceBackoff                   // the backoff strategy, for want of a hint
+	SourceRefresh                   // none: retried at once after refreshing credentials
+)
+
+func (s WaitSource) String() string {
+	switch s {
+	case SourceRetryAfter:
+		return "retry_after"
+	case SourceRateLimitReset:
+		return "ratelimit_reset"
+	case SourceBackoff:
+		return "backoff"
+	case SourceRefresh:
+		return "refresh"
+	}
+	return "none"
+}
+
+// Attempt records one attempt of a call.
+type Attempt struct {
+	// Number counts from 1.
+	Number int
+	// Start is when the attempt began, on the policy's clock.
+	Start time.Time
+	// Duration is how long it took until its response headers (and body,
+	// when heed read it inside the attempt) or its error.
+	Duration time.Duration
+	// Status is the response's status code; 0 if there was none.
+	Status int
+	// Err is the attempt's error, nil if a response arrived.
+	Err error
+	// Kind classifies Err.
+	Kind ErrorKind
+	// Wait is how long heed waited after this attempt before the next one,
+	// and Source where that wait came from. Zero for the last attempt.
+	Wait   time.Duration
+	Source WaitSource
+}
+
+// callKey finds the call state in a context.
+type callKey struct{}
+
+// call is the state of one logical request across its attempts. It is also
+// the context handed to every attempt after the first (and to the function
+// run by Do), which is how a heed layer below learns that a heed retry loop
+// above it will do the retrying.
+type call struct {
+	context.Context
+	policy   *Policy
+	attempts []Attempt
+	inline   [4]Attempt // room for the usual few attempts without a second allocation
+}
+
+func newCall(ctx context.Context, p *Policy) *call {
+	c := &call{Context: ctx, policy: p}
+	c.attempts = c.inline[:0]
+	return c
+}
+
+// Value answers callKey with the call itself.
+func (c *call) Value(key any) any {
+	if key == (callKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// callFrom returns the heed call a context belongs to, if any.
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// Attempts returns the attempts heed made for resp, in order. A response
+// heed got on its first attempt carries no record, so Attempts describes it
+// as that single attempt (as it does any response that did not come through
+// heed). The slice is a copy.
+func Attempts(resp *http.Response) []Attempt {
+	if resp == nil {
+		return nil
+	}
+	if resp.Request != nil {
+		if c := callFrom(resp.Request.Context()); c != nil && len(c.attempts) > 0 {
+			return append([]Attempt(nil), c.attempts...)
+		}
+	}
+	return []Attempt{{Number: 1, Status: resp.StatusCode}}
+}

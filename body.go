@@ -1,0 +1,286 @@
+package heed
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"sync"
+)
+
+// ---- request bodies ----
+
+// replayBody captures how each attempt gets its own copy of the request body.
+type replayBody struct {
+	// first is the body for the first attempt when it differs from the
+	// caller's (buffered, or a buffered prefix followed by the rest).
+	first io.ReadCloser
+	// get returns a fresh copy for later attempts; nil when there is no body.
+	get func() (io.ReadCloser, error)
+	// replayable says every attempt can send the same bytes.
+	replayable bool
+	// copied says the first attempt cannot use the caller's request as is.
+	copied bool
+}
+
+// prepareBody decides how the request body is sent again. A body with
+// GetBody is rewound through it; one without is read into a buffer of at
+// most limit bytes (only when another attempt may follow). A body larger
+// than the buffer is sent once, its buffered head followed by the rest, and
+// the request is not retried.
+func prepareBody(req *http.Request, limit int64, mayRetry bool) (replayBody, error) {
+	switch {
+	case req.Body == nil || req.Body == http.NoBody:
+		return replayBody{replayable: true}, nil
+	case req.GetBody != nil:
+		return replayBody{get: req.GetBody, replayable: true}, nil
+	case !mayRetry || limit <= 0 || req.ContentLength > limit:
+		return replayBody{}, nil
+	}
+	buf := make([]byte, 0, min(max(req.ContentLength, 512), limit)+1)
+	buf, err := readUpTo(req.Body, buf, limit+1)
+	if err != nil {
+		req.Body.Close()
+		return replayBody{}, err
+	}
+	if int64(len(buf)) > limit {
+		rest := req.Body
+		return replayBody{
+			first: struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(buf), rest), rest},
+			copied: true,
+		}, nil
+	}
+	req.Body.Close()
+	get := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	first, _ := get()
+	return replayBody{first: first, get: get, replayable: true, copied: true}, nil
+}
+
+// readUpTo appends from r to buf until EOF or until buf holds max bytes.
+func readUpTo(r io.Reader, buf []byte, max int64) ([]byte, error) {
+	for int64(len(buf)) < max {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		room := buf[len(buf):min(int64(cap(buf)), max)]
+		n, err := r.Read(room)
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// ---- response bodies ----
+
+// streamTypes are media types whose bodies arrive over time: reading them
+// ahead would hold the caller until the stream ends.
+var streamTypes = map[string]bool{
+	"text/event-stream":         true,
+	"application/x-ndjson":      true,
+	"application/jsonl":         true,
+	"application/json-seq":      true,
+	"application/stream+json":   true,
+	"multipart/x-mixed-replace": true,
+}
+
+// readAhead reports whether heed should read resp's body inside the attempt.
+func readAhead(req *http.Request, resp *http.Response, limit int64) bool {
+	if limit <= 0 || resp.Body == nil || resp.Body == http.NoBody || req.Method == http.MethodHead {
+		return false
+	}
+	if resp.ContentLength > limit || resp.ContentLength == 0 {
+		return false
+	}
+	if ct := resp.Header["Content-Type"]; len(ct) > 0 && ct[0] != "" {
+		mt, _, err := mime.ParseMediaType(ct[0])
+		if err == nil && streamTypes[mt] {
+			return false
+		}
+	}
+	return true
+}
+
+// errTruncated marks a response body that ended early while heed read it.
+type truncatedError struct{ err error }
+
+func (e *truncatedError) Error() string { return "response body cut short: " + e.err.Error() }
+func (e *truncatedError) Unwrap() error { return e.err }
+
+// bufPools holds read-ahead buffers by size class (512 B, 4 KiB, 32 KiB,
+// 256 KiB, 2 MiB), so reading a response ahead costs no allocation beyond
+// the body handed to the caller.
+var bufPools [5]sync.Pool
+
+const minBufClass = 512
+
+func classFor(n int64) int {
+	size := int64(minBufClass)
+	for i := range bufPools {
+		if n <= size {
+			return i
+		}
+		size *= 8
+	}
+	return -1
+}
+
+func getBuf(n int64) *[]byte {
+	if c := classFor(n); c >= 0 {
+		if b, ok := bufPools[c].Get().(*[]byte); ok {
+			*b = (*b)[:0]
+			return b
+		}
+		b := make([]byte, 0, int64(minBufClass)<<(3*c))
+		return &b
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
+
+func putBuf(b *[]byte) {
+	if c := classFor(int64(cap(*b))); c >= 0 && cap(*b) == minBufClass<<(3*c) {
+		bufPools[c].Put(b)
+	}
+}
+
+// readBody reads resp's body inside the attempt, up to limit bytes. On
+// success the body is replaced by an in-memory copy (or, past the limit, by
+// the part read followed by the rest, streamed) and the original is closed
+// so its connection returns to the pool. An error means the body was cut
+// short; resp.Body is then closed.
+func readBody(resp *http.Response, limit int64) error {
+	want := min(4<<10, limit+1) // unknown length: start small, grow by size class
+	if resp.ContentLength >= 0 {
+		want = resp.ContentLength + 1 // +1 to meet the EOF, which frees the connection
+	}
+	bp := getBuf(want)
+	buf := *bp
+	var err error
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) >= limit+1 {
+				break // more than the limit: hand the rest over unread
+			}
+			nb := getBuf(min(int64(cap(buf))*8, limit+1))
+			*nb = append(*nb, buf...)
+			*bp = buf
+			putBuf(bp)
+			bp, buf = nb, *nb
+		}
+		var n int
+		n, err = resp.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			break
+		}
+	}
+	*bp = buf
+	switch {
+	case err == io.EOF:
+		resp.Body.Close()
+		resp.Body = &memBody{buf: bp, rest: buf}
+		return nil
+	case err != nil:
+		resp.Body.Close()
+		putBuf(bp)
+		return &truncatedError{err}
+	default: // past the limit: the buffered head, then the live body
+		resp.Body = &memBody{buf: bp, rest: buf, tail: resp.Body}
+		return nil
+	}
+}
+
+// errBodyClosed matches net/http's error for reading a closed body.
+var errBodyClosed = errors.New("http: read on closed response body")
+
+// memBody is a response body heed read ahead, optionally followed by the
+// unread rest of the original body. Its buffer goes back to the pool once
+// read to the end or closed; the mutex keeps a Close racing a Read from
+// recycling a buffer still in use.
+type memBody struct {
+	mu     sync.Mutex
+	buf    *[]byte // pooled backing array; nil once released
+	rest   []byte  // unread part of *buf
+	tail   io.ReadCloser
+	closed bool
+}
+
+func (b *memBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	if len(b.rest) > 0 {
+		n := copy(p, b.rest)
+		b.rest = b.rest[n:]
+		return n, nil
+	}
+	b.releaseLocked()
+	if b.tail != nil {
+		return b.tail.Read(p)
+	}
+	return 0, io.EOF
+}
+
+// WriteTo lets io.Copy skip an intermediate buffer.
+func (b *memBody) WriteTo(w io.Writer) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	n, err := w.Write(b.rest)
+	b.rest = b.rest[n:]
+	total := int64(n)
+	if err != nil {
+		return total, err
+	}
+	b.releaseLocked()
+	if b.tail != nil {
+		m, err := io.Copy(w, b.tail)
+		return total + m, err
+	}
+	return total, nil
+}
+
+func (b *memBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.releaseLocked()
+	if b.tail != nil {
+		return b.tail.Close()
+	}
+	return nil
+}
+
+func (b *memBody) releaseLocked() {
+	if b.buf != nil {
+		b.rest = nil
+		putBuf(b.buf)
+		b.buf = nil
+	}
+}
+
+// drainAndClose reads what is left of a discarded body, up to maxDrain, so
+// the connection can carry the next attempt, then closes it.
+func drainAndClose(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	io.CopyN(io.Discard, body, maxDrain)
+	body.Close()
+}

@@ -1,0 +1,128 @@
+package heed
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/heed-go/heed/clock"
+)
+
+// Do runs fn under p's policy: it calls fn, and while fn fails with an error
+// the policy deems retryable, waits and calls it again, up to the attempt
+// limit. It returns fn's first success, or fn's last value with an [*Error]
+// wrapping fn's last error.
+//
+// Errors are classified like the transport's: transient network errors are
+// retried; a [*StatusError] (see [CheckStatus]) follows the decision table
+// and honours its Retry-After; errors wrapped by [Retryable] or
+// [RetryAfter] are retried; a [WithClassifier] predicate sees each
+// [Outcome] first. Anything else ends the call, so a bug is not retried.
+//
+// fn receives a context that tells heed clients used inside it to make a
+// single attempt each, leaving the retrying to Do. If ctx already belongs to
+// a heed retry loop, Do calls fn once.
+func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+	if p == nil {
+		var zero T
+		return zero, errors.New("heed: Do with a nil Policy")
+	}
+	if callFrom(ctx) != nil {
+		return fn(ctx)
+	}
+	c := newCall(ctx, p)
+	start := p.clock.Now()
+	deadline := callDeadline(ctx, start, p.maxTotal)
+	var prev time.Duration
+	for n := 1; ; n++ {
+		aStart := p.clock.Now()
+		v, err := fn(c)
+		if err == nil {
+			return v, nil
+		}
+		now := p.clock.Now()
+		a := Attempt{Number: n, Start: aStart, Duration: now.Sub(aStart), Err: err}
+		var se *StatusError
+		if errors.As(err, &se) {
+			a.Status = se.StatusCode
+		}
+		if ctx.Err() != nil {
+			a.Kind = KindCanceled
+			c.attempts = append(c.attempts, a)
+			return v, c.doError(endReason(ctx), err, time.Time{})
+		}
+		var he *Error
+		if errors.As(err, &he) && he.call != c {
+			// A heed loop inside fn already decided; do not multiply it.
+			c.attempts = append(c.attempts, a)
+			return v, err
+		}
+		d := p.Decide(Outcome{Attempt: n, Err: err, Idempotent: true, Replayable: true}, now, deadline, prev, p.rand())
+		a.Kind = d.Kind
+		a.Wait, a.Source = d.Wait, d.Source
+		c.attempts = append(c.attempts, a)
+		p.emitCall(ctx, EventAttempt, c, d, nil)
+		if !d.Retry {
+			reason := d.Reason
+			if reason == nil {
+				reason = ErrNotRetryable
+			}
+			return v, c.doError(reason, err, d.RetryAt)
+		}
+		p.emitCall(ctx, EventRetry, c, d, nil)
+		p.logCall(ctx, c, d)
+		if !clock.Sleep(p.clock, d.Wait, ctx.Done()) {
+			return v, c.doError(endReason(ctx), context.Cause(ctx), time.Time{})
+		}
+		prev = d.Wait
+	}
+}
+
+// doError builds the *Error that ends a Do call and reports it.
+func (c *call) doError(reason, cause error, retryAt time.Time) *Error {
+	p := c.policy
+	e := &Error{Reason: reason, Attempts: append([]Attempt(nil), c.attempts...), RetryAt: retryAt, Err: cause, call: c}
+	d := Decision{Reason: reason, RetryAt: retryAt}
+	p.emitCall(c.Context, EventGiveUp, c, d, cause)
+	p.emitCall(c.Context, EventDone, c, d, e)
+	if lg := p.log(); lg != nil && lg.Enabled(c.Context, levelGiveUp) {
+		last := c.attempts[len(c.attempts)-1]
+		attrs := callAttrs(last.Number, p.maxAttempts, last.Err)
+		attrs = append(attrs, slog.String("reason", reason.Error()))
+		lg.LogAttrs(c.Context, levelGiveUp, "heed: giving up", attrs...)
+	}
+	return e
+}
+
+// emitCall reports an event of a Do call.
+func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d Decision, err error) {
+	if len(p.hooks) == 0 {
+		return
+	}
+	last := c.attempts[len(c.attempts)-1]
+	e := Event{
+		Kind: kind, Time: p.clock.Now(), Attempt: last.Number, MaxAttempts: p.maxAttempts,
+		Status: last.Status, Err: last.Err, ErrorKind: last.Kind,
+	}
+	switch kind {
+	case EventAttempt:
+		e.Duration = last.Duration
+	case EventRetry:
+		e.Wait, e.Source, e.RetryAt = d.Wait, d.Source, d.RetryAt
+	case EventGiveUp:
+		e.Reason, e.RetryAt = d.Reason, d.RetryAt
+	case EventDone:
+		e.Err = err
+	}
+	p.emit(ctx, e)
+}
+
+func (p *Policy) logCall(ctx context.Context, c *call, d Decision) {
+	if lg := p.log(); lg != nil && lg.Enabled(ctx, levelRetry) {
+		last := c.attempts[len(c.attempts)-1]
+		attrs := callAttrs(last.Number, p.maxAttempts, last.Err)
+		attrs = append(attrs, slog.Duration("wait", d.Wait), slog.String("wait_source", d.Source.String()))
+		lg.LogAttrs(ctx, levelRetry, "heed: retrying", attrs...)
+	}
+}

@@ -1,0 +1,154 @@
+package heed
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Reasons a call ends without success. An [*Error] matches exactly one of
+// them with errors.Is.
+var (
+	// ErrAttemptsExhausted: every allowed attempt failed.
+	ErrAttemptsExhausted = errors.New("attempts exhausted")
+	// ErrNotRetryable: the failure is one that repeating cannot fix (a
+	// certificate error, an unsupported scheme, a refused credential).
+	ErrNotRetryable = errors.New("not retryable")
+	// ErrNotIdempotent: the request may have reached the server and is not
+	// safe to repeat (a POST or PATCH without an Idempotency-Key).
+	ErrNotIdempotent = errors.New("request may have been processed and is not idempotent")
+	// ErrBodyNotReplayable: the request body could not be kept for another
+	// attempt (no GetBody, and larger than the body buffer).
+	ErrBodyNotReplayable = errors.New("request body cannot be sent again")
+	// ErrWaitTooLong: the server asked for a wait longer than the cap.
+	ErrWaitTooLong = errors.New("server asked to wait longer than the cap")
+	// ErrDeadline: the next attempt could not start before the deadline.
+	ErrDeadline = errors.New("deadline leaves no time for another attempt")
+	// ErrCanceled: the caller cancelled the call.
+	ErrCanceled = errors.New("canceled by the caller")
+)
+
+// Error is how heed reports a call that ended without success: what
+// happened, every attempt made, and when the server will accept again if it
+// said. It wraps the last cause, so errors.Is and errors.As see through it
+// (to a [*StatusError], a *net.OpError, context.Canceled, ...), and it
+// matches its Reason with errors.Is.
+type Error struct {
+	// Reason is why heed stopped: one of the Err* variables of this package.
+	Reason error
+	// Method and URL identify the request (the URL with userinfo and query
+	// values redacted); both are empty for calls made through Do.
+	Method, URL string
+	// Attempts lists every attempt, in order.
+	Attempts []Attempt
+	// RetryAt is when the server said it will accept again; zero if it did
+	// not say.
+	RetryAt time.Time
+	// Err is the last cause: a transport error, a [*StatusError], or the
+	// caller's cancellation.
+	Err error
+
+	call *call // the call that decided: an outer heed loop passes its errors through
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("heed: ")
+	if e.Method != "" {
+		b.WriteString(e.Method)
+		b.WriteByte(' ')
+		b.WriteString(e.URL)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Reason.Error())
+	b.WriteString(" after ")
+	b.WriteString(strconv.Itoa(len(e.Attempts)))
+	if len(e.Attempts) == 1 {
+		b.WriteString(" attempt")
+	} else {
+		b.WriteString(" attempts")
+	}
+	if !e.RetryAt.IsZero() {
+		b.WriteString("; server accepts again at ")
+		b.WriteString(e.RetryAt.UTC().Format(time.RFC3339))
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the last cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is e's Reason.
+func (e *Error) Is(target error) bool { return target == e.Reason }
+
+// RetryAfter returns how long after now the server said it will accept
+// again, and false if it did not say.
+func (e *Error) RetryAfter(now time.Time) (time.Duration, bool) {
+	if e.RetryAt.IsZero() {
+		return 0, false
+	}
+	return max(0, e.RetryAt.Sub(now)), true
+}
+
+// StatusError is an HTTP response that counts as a failure, as an error:
+// the cause of an [*Error] when heed gives up on a status, and what
+// [CheckStatus] returns so [Do] can classify a response by the decision
+// table and honour its Retry-After.
+type StatusError struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%d %s", e.StatusCode, http.StatusText(e.StatusCode))
+}
+
+// CheckStatus returns nil for a response below 400, and otherwise a
+// [*StatusError] carrying its status and header (with Retry-After and
+// rate-limit fields), after draining and closing its body so the connection
+// can be reused. Use it inside a function run by [Do].
+func CheckStatus(resp *http.Response) error {
+	if resp == nil || resp.StatusCode < 400 {
+		return nil
+	}
+	drainAndClose(resp.Body)
+	return &StatusError{StatusCode: resp.StatusCode, Header: resp.Header}
+}
+
+// Retryable marks err as a transient failure that [Do] and the transport's
+// classifier should retry.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &retryableError{err: err}
+}
+
+type retryableError struct{ err error }
+
+func (e *retryableError) Error() string { return e.err.Error() }
+func (e *retryableError) Unwrap() error { return e.err }
+
+// RetryAfter marks err as transient and carries the wait its source asked
+// for, which heed honours like a server's Retry-After.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &hintError{err: err, wait: max(0, d)}
+}
+
+type hintError struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }

@@ -1,0 +1,89 @@
+package heed
+
+import (
+	"context"
+	"net/url"
+	"time"
+)
+
+// EventKind names an event. This file is the one list of heed's events;
+// layers add their kinds here.
+type EventKind uint8
+
+const (
+	// EventAttempt: an attempt finished, with a response or an error.
+	EventAttempt EventKind = iota + 1
+	// EventRetry: heed will retry after Wait, which came from Source.
+	EventRetry
+	// EventGiveUp: heed stopped retrying for Reason.
+	EventGiveUp
+	// EventDone: the call ended; Err is nil for a response returned to the
+	// caller, even a final error status.
+	EventDone
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventAttempt:
+		return "attempt"
+	case EventRetry:
+		return "retry"
+	case EventGiveUp:
+		return "give_up"
+	case EventDone:
+		return "done"
+	}
+	return "unknown"
+}
+
+// Event is one decision or observation of heed's. Fields that do not apply
+// to a kind are zero.
+type Event struct {
+	Kind EventKind
+	Time time.Time
+	// Key is the host the request went to; empty for calls made through Do.
+	Key    string
+	Method string
+	// URL is the request's URL as sent. It may hold secrets: pass it through
+	// [RedactURL] before recording it.
+	URL *url.URL
+	// Attempt is the attempt's number, from 1; MaxAttempts the policy's
+	// limit.
+	Attempt, MaxAttempts int
+	// Status is the response's status code, 0 if there was none.
+	Status int
+	// Err is the attempt's or call's error.
+	Err error
+	// ErrorKind classifies a transport error.
+	ErrorKind ErrorKind
+	// Wait and Source: the wait chosen before the next attempt.
+	Wait   time.Duration
+	Source WaitSource
+	// Reason is why heed gave up: one of the Err* variables.
+	Reason error
+	// RetryAt is when the server said it will accept again.
+	RetryAt time.Time
+	// Duration is the attempt's duration (EventAttempt) or the call's
+	// (EventDone).
+	Duration time.Duration
+}
+
+// Hook receives heed's events. It is called synchronously on the request's
+// goroutine, outside any lock, so it should be quick; it may call back into
+// heed. Implementations must be safe for concurrent use.
+type Hook interface {
+	OnEvent(ctx context.Context, e Event)
+}
+
+// HookFunc adapts a function to [Hook].
+type HookFunc func(ctx context.Context, e Event)
+
+// OnEvent calls f.
+func (f HookFunc) OnEvent(ctx context.Context, e Event) { f(ctx, e) }
+
+// emit sends e to every hook. With no hook it costs a length check.
+func (p *Policy) emit(ctx context.Context, e Event) {
+	for _, h := range p.hooks {
+		h.OnEvent(ctx, e)
+	}
+}

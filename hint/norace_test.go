@@ -1,0 +1,5 @@
+//go:build !race
+
+package hint_test
+
+const raceEnabled = false

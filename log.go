@@ -1,0 +1,156 @@
+package heed
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// redacted replaces secrets in logged URLs.
+const redacted = "REDACTED"
+
+// RedactURL returns u as a string with its userinfo and the values of its
+// query parameters replaced by REDACTED, so it can be logged: API keys and
+// tokens often travel in either. Parameter names stay, for debugging.
+func RedactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	if u.User == nil && u.RawQuery == "" {
+		return u.String()
+	}
+	r := *u
+	if r.User != nil {
+		r.User = url.User(redacted)
+	}
+	if r.RawQuery != "" {
+		parts := strings.Split(r.RawQuery, "&")
+		for i, kv := range parts {
+			if k, _, ok := strings.Cut(kv, "="); ok {
+				parts[i] = k + "=" + redacted
+			}
+		}
+		r.RawQuery = strings.Join(parts, "&")
+	}
+	return r.String()
+}
+
+// log returns the logger to use, or nil when logging is off.
+func (p *Policy) log() *slog.Logger {
+	if p.loggerSet {
+		return p.logger
+	}
+	return slog.Default()
+}
+
+// fail ends the call with an *Error and reports it.
+func (l *loop) fail(areq *http.Request, reason, cause error, retryAt time.Time) *Error {
+	c := l.getCall()
+	e := &Error{
+		Reason:   reason,
+		Method:   l.method,
+		URL:      RedactURL(areq.URL),
+		Attempts: append([]Attempt(nil), c.attempts...),
+		RetryAt:  retryAt,
+		Err:      cause,
+		call:     c,
+	}
+	l.giveUp(areq, reason, retryAt)
+	if len(l.p.hooks) > 0 {
+		l.emitDone(areq, lastStatus(c.attempts), e)
+	}
+	return e
+}
+
+func lastStatus(as []Attempt) int {
+	if len(as) == 0 {
+		return 0
+	}
+	return as[len(as)-1].Status
+}
+
+// giveUp logs and reports that heed stopped retrying for reason.
+func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
+	p := l.p
+	var last Attempt
+	if l.c != nil && len(l.c.attempts) > 0 {
+		last = l.c.attempts[len(l.c.attempts)-1]
+	}
+	if len(p.hooks) > 0 {
+		p.emit(l.ctx, Event{
+			Kind: EventGiveUp, Time: p.clock.Now(), Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+			Attempt: last.Number, MaxAttempts: p.maxAttempts, Status: last.Status, Err: last.Err,
+			ErrorKind: last.Kind, Reason: reason, RetryAt: retryAt,
+		})
+	}
+	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, levelGiveUp) {
+		attrs := requestAttrs(l.method, areq.URL, last.Number, p.maxAttempts, last.Status, last.Err)
+		attrs = append(attrs, slog.String("reason", reason.Error()))
+		if !retryAt.IsZero() {
+			attrs = append(attrs, slog.Time("retry_at", retryAt))
+		}
+		lg.LogAttrs(l.ctx, levelGiveUp, "heed: giving up", attrs...)
+	}
+}
+
+// retrying logs and reports the retry heed is about to wait for.
+func (l *loop) retrying(areq *http.Request, n, status int, err error, d Decision) {
+	p := l.p
+	if len(p.hooks) > 0 {
+		p.emit(l.ctx, Event{
+			Kind: EventRetry, Time: p.clock.Now(), Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+			Attempt: n, MaxAttempts: p.maxAttempts, Status: status, Err: err, ErrorKind: d.Kind,
+			Wait: d.Wait, Source: d.Source, RetryAt: d.RetryAt,
+		})
+	}
+	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, levelRetry) {
+		attrs := requestAttrs(l.method, areq.URL, n, p.maxAttempts, status, err)
+		attrs = append(attrs, slog.Duration("wait", d.Wait), slog.String("wait_source", d.Source.String()))
+		lg.LogAttrs(l.ctx, levelRetry, "heed: retrying", attrs...)
+	}
+}
+
+// Log levels: a retry is routine, a give-up is worth a look.
+const (
+	levelRetry  = slog.LevelInfo
+	levelGiveUp = slog.LevelWarn
+)
+
+// requestAttrs are the fields of a retry or give-up log line for a request;
+func requestAttrs(method string, u *url.URL, n, max, status int, err error) []slog.Attr {
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs, slog.String("method", method), slog.String("url", RedactURL(u)))
+	if status != 0 {
+		attrs = append(attrs, slog.Int("status", status))
+	}
+	return append(attrs, callAttrs(n, max, err)...)
+}
+
+// callAttrs are the fields shared by requests and calls made through Do.
+func callAttrs(n, max int, err error) []slog.Attr {
+	attrs := []slog.Attr{slog.Int("attempt", n), slog.Int("max_attempts", max)}
+	if err != nil {
+		kind, _, _ := classifyError(err)
+		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", string(kind)))
+	}
+	return attrs
+}
+
+func (l *loop) emitAttempt(areq *http.Request, n, status int, err error, kind ErrorKind, took time.Duration) {
+	p := l.p
+	p.emit(l.ctx, Event{
+		Kind: EventAttempt, Time: p.clock.Now(), Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+		Attempt: n, MaxAttempts: p.maxAttempts, Status: status, Err: err, ErrorKind: kind, Duration: took,
+	})
+}
+
+func (l *loop) emitDone(areq *http.Request, status int, err error) {
+	p := l.p
+	now := p.clock.Now()
+	p.emit(l.ctx, Event{
+		Kind: EventDone, Time: now, Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+		Attempt: l.n, MaxAttempts: p.maxAttempts, Status: status, Err: err, Duration: now.Sub(l.start),
+	})
+}

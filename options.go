@@ -1,0 +1,354 @@
+package heed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/heed-go/heed/backoff"
+	"github.com/heed-go/heed/clock"
+)
+
+// Defaults. Each is the production checklist of the seed article, and
+// README.md gives the reason for each.
+const (
+	// DefaultMaxAttempts is the number of attempts, the first one included:
+	// five retries ride out a restart or a short overload without holding
+	// a connection for long.
+	DefaultMaxAttempts = 6
+	// DefaultMaxWait caps any single wait. A server asking for more is not
+	// waited for: the call ends at once with an error saying when to come
+	// back.
+	DefaultMaxWait = 60 * time.Second
+	// DefaultMaxBodyBuffer bounds how much of a request body without
+	// GetBody heed buffers so it can send it again.
+	DefaultMaxBodyBuffer = 1 << 20
+	// DefaultResponseBuffer bounds how much of a response body heed reads
+	// inside the attempt, so that a truncated body can still be retried.
+	DefaultResponseBuffer = 1 << 20
+	// maxDrain bounds how much of a discarded response is read so its
+	// connection can be reused; beyond it the connection is closed instead.
+	maxDrain = 64 << 10
+)
+
+// DefaultBackoff is full jitter from 500 ms, capped at 30 s: five retries
+// wait about 8 s in all on average, and clients that failed together are
+// spread over the whole interval instead of returning together.
+var DefaultBackoff = backoff.Full(500*time.Millisecond, 30*time.Second)
+
+// Option configures a [Policy]. Options are checked together by
+// [NewPolicy] and [New], which refuse settings that cannot work.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	base           http.RoundTripper
+	maxAttempts    int
+	backoff        backoff.Strategy
+	maxWait        time.Duration
+	maxTotal       time.Duration
+	attemptTimeout time.Duration
+	statusRules    map[int]int // status -> max attempts for it (0 = policy max); absent = not retried
+	classifier     func(Outcome) Verdict
+	refresh        func(context.Context, *http.Request) error
+	autoKey        bool
+	maxBodyBuffer  int64
+	respBuffer     int64
+	errorOnFinal   bool
+	clock          clock.Clock
+	rand           func() float64
+	logger         *slog.Logger
+	loggerSet      bool
+	hooks          []Hook
+	problems       []error // bad values met while applying options
+}
+
+func defaultConfig() config {
+	return config{
+		maxAttempts:   DefaultMaxAttempts,
+		backoff:       DefaultBackoff,
+		maxWait:       DefaultMaxWait,
+		statusRules:   defaultStatusRules(),
+		maxBodyBuffer: DefaultMaxBodyBuffer,
+		respBuffer:    DefaultResponseBuffer,
+		clock:         clock.Real(),
+		rand:          rand.Float64,
+	}
+}
+
+// defaultStatusRules is the seed's decision table: 429, 503 and 408 are
+// retried up to the policy's attempts; 502 (and 504, its sibling) at most 3
+// attempts; 500 at most 2. Everything else, 400, 401, 403, 404 and 422
+// among them, is final.
+func defaultStatusRules() map[int]int {
+	return map[int]int{
+		http.StatusTooManyRequests:     0,
+		http.StatusServiceUnavailable:  0,
+		http.StatusRequestTimeout:      0,
+		http.StatusBadGateway:          3,
+		http.StatusGatewayTimeout:      3,
+		http.StatusInternalServerError: 2,
+	}
+}
+
+func (c *config) problem(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Errorf("heed: "+format, args...))
+}
+
+// validate refuses settings that cannot work, naming them.
+func (c *config) validate() error {
+	errs := c.problems
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("heed: "+format, args...)) }
+	if v, ok := c.backoff.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("heed: WithBackoff: %w", err))
+		}
+	}
+	if c.maxTotal > 0 && c.attemptTimeout > c.maxTotal {
+		add("WithAttemptTimeout(%v) is longer than WithMaxTotal(%v)", c.attemptTimeout, c.maxTotal)
+	}
+	return errors.Join(errs...)
+}
+
+// WithBase sets the RoundTripper that [New] wraps. The default is
+// [http.DefaultTransport].
+func WithBase(rt http.RoundTripper) Option {
+	return optionFunc(func(c *config) { c.base = rt })
+}
+
+// WithMaxAttempts sets how many attempts a request may make, the first one
+// included. 1 turns retrying off. Default [DefaultMaxAttempts].
+func WithMaxAttempts(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 {
+			c.problem("WithMaxAttempts(%d): need at least 1 attempt", n)
+			return
+		}
+		c.maxAttempts = n
+	})
+}
+
+// WithBackoff sets the wait used when the server gives no hint. Default
+// [DefaultBackoff].
+func WithBackoff(s backoff.Strategy) Option {
+	return optionFunc(func(c *config) {
+		if s == nil {
+			c.problem("WithBackoff(nil): need a strategy")
+			return
+		}
+		c.backoff = s
+	})
+}
+
+// WithMaxWait caps every single wait, the server's hints included. When the
+// server asks for longer, heed returns at once with an [*Error] whose
+// RetryAt says when the server will accept again. Default [DefaultMaxWait].
+func WithMaxWait(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d <= 0 {
+			c.problem("WithMaxWait(%v): the cap must be positive", d)
+			return
+		}
+		c.maxWait = d
+	})
+}
+
+// WithMaxTotal bounds the whole call, waits and attempts included, as a
+// deadline on the request's context would. Zero, the default, sets no
+// bound beyond the context's own deadline.
+func WithMaxTotal(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.problem("WithMaxTotal(%v): must not be negative", d)
+			return
+		}
+		c.maxTotal = d
+	})
+}
+
+// WithAttemptTimeout bounds each attempt until its response headers arrive
+// (and, when heed reads the body inside the attempt, until the body is
+// read). A timed-out attempt is a retryable failure. Zero, the default,
+// sets no per-attempt bound.
+func WithAttemptTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.problem("WithAttemptTimeout(%v): must not be negative", d)
+			return
+		}
+		c.attemptTimeout = d
+	})
+}
+
+// WithRetryStatus makes responses with status code retryable, for at most
+// maxAttempts attempts (0 means the policy's WithMaxAttempts). It
+// overrides the default table for that code.
+func WithRetryStatus(code, maxAttempts int) Option {
+	return optionFunc(func(c *config) {
+		if code < 100 || code > 599 {
+			c.problem("WithRetryStatus(%d, %d): not an HTTP status code", code, maxAttempts)
+			return
+		}
+		if maxAttempts < 0 {
+			c.problem("WithRetryStatus(%d, %d): negative attempts", code, maxAttempts)
+			return
+		}
+		c.statusRules = copyRules(c.statusRules)
+		c.statusRules[code] = maxAttempts
+	})
+}
+
+// WithoutRetryStatus makes responses with these status codes final.
+func WithoutRetryStatus(codes ...int) Option {
+	return optionFunc(func(c *config) {
+		c.statusRules = copyRules(c.statusRules)
+		for _, code := range codes {
+			if code < 100 || code > 599 {
+				c.problem("WithoutRetryStatus(%d): not an HTTP status code", code)
+				continue
+			}
+			delete(c.statusRules, code)
+		}
+	})
+}
+
+// copyRules copies m so an option never changes a map another config shares.
+func copyRules(m map[int]int) map[int]int {
+	out := make(map[int]int, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// WithClassifier adds a predicate consulted before the decision table on
+// every attempt that failed or returned a response. Returning [Retry] or
+// [Stop] overrides the table; [Default] defers to it. A Retry verdict also
+// overrides the method rules: the classifier then vouches that repeating the
+// request is safe. It cannot make a consumed, unbuffered body replayable.
+func WithClassifier(f func(Outcome) Verdict) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithClassifier(nil): need a function")
+			return
+		}
+		c.classifier = f
+	})
+}
+
+// WithCredentialRefresh lets one 401 per call be retried at once: f is
+// called with the request heed will send next, a deep copy it may change
+// (set a fresh Authorization header, say). If f returns an error the call
+// ends with it.
+func WithCredentialRefresh(f func(ctx context.Context, next *http.Request) error) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithCredentialRefresh(nil): need a function")
+			return
+		}
+		c.refresh = f
+	})
+}
+
+// WithAutoIdempotencyKey makes heed give every POST and PATCH that lacks an
+// Idempotency-Key header a fresh one (a random UUID), sent unchanged on
+// every attempt of that request, so those requests may be retried like
+// idempotent ones. Use it only with servers that honour the header.
+func WithAutoIdempotencyKey() Option {
+	return optionFunc(func(c *config) { c.autoKey = true })
+}
+
+// WithMaxBodyBuffer bounds the buffer heed keeps of a request body that has
+// no GetBody, so it can be sent again. A larger body is sent once and not
+// retried. 0 disables buffering. Default [DefaultMaxBodyBuffer].
+func WithMaxBodyBuffer(n int64) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			c.problem("WithMaxBodyBuffer(%d): must not be negative", n)
+			return
+		}
+		c.maxBodyBuffer = n
+	})
+}
+
+// WithResponseBuffer bounds how much of a response body heed reads inside
+// the attempt when the request may be retried, so that a body cut short
+// (connection reset, unexpected EOF) is retried instead of surfacing later
+// in the caller's read. Larger bodies, and streams (text/event-stream,
+// NDJSON), are handed over unread. 0 disables reading ahead. Default
+// [DefaultResponseBuffer].
+func WithResponseBuffer(n int64) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			c.problem("WithResponseBuffer(%d): must not be negative", n)
+			return
+		}
+		c.respBuffer = n
+	})
+}
+
+// WithErrorOnExhausted turns a final retryable response (a 503 after the
+// last attempt, say) into an [*Error] whose cause is a [*StatusError],
+// instead of returning the response as net/http would.
+func WithErrorOnExhausted() Option {
+	return optionFunc(func(c *config) { c.errorOnFinal = true })
+}
+
+// WithClock sets the clock heed reads and sleeps on. Tests pass a
+// heedtest.Clock so waits take no real time. Deadlines compared against it
+// are the request context's, so build them from the same clock.
+func WithClock(c clock.Clock) Option {
+	return optionFunc(func(cfg *config) {
+		if c == nil {
+			cfg.problem("WithClock(nil): need a clock")
+			return
+		}
+		cfg.clock = c
+	})
+}
+
+// WithRand sets the source of the random draws used for jitter. A seeded
+// source gives a reproducible sequence of waits. heed serialises access to
+// it, so it need not be safe for concurrent use. The default is the
+// runtime's per-thread generator.
+func WithRand(src rand.Source) Option {
+	return optionFunc(func(c *config) {
+		if src == nil {
+			c.problem("WithRand(nil): need a source")
+			return
+		}
+		var mu sync.Mutex
+		r := rand.New(src)
+		c.rand = func() float64 {
+			mu.Lock()
+			defer mu.Unlock()
+			return r.Float64()
+		}
+	})
+}
+
+// WithLogger sets where retries and give-ups are logged. nil turns logging
+// off. The default is [slog.Default] at the time of each log line.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger, c.loggerSet = l, true })
+}
+
+// WithHook adds a receiver of heed's events. Several hooks may be added;
+// they are called in order, synchronously, outside any lock.
+func WithHook(h Hook) Option {
+	return optionFunc(func(c *config) {
+		if h == nil {
+			c.problem("WithHook(nil): need a hook")
+			return
+		}
+		c.hooks = append(c.hooks, h)
+	})
+}

@@ -1,0 +1,237 @@
+package heed
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/heed-go/heed/backoff"
+	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/hint"
+)
+
+// heed adds jitter on top of a server's hint so that clients told the same
+// Retry-After do not wake together; the seed's advice is one to two seconds.
+// The jitter on a hint of d is drawn from [0, min(max(d, base, 100 ms), 2 s)]:
+// clients told the same short hint spread over about as long again.
+const (
+	minHintJitter = 100 * time.Millisecond
+	maxHintJitter = 2 * time.Second
+)
+
+// Policy holds heed's settings and decides, attempt by attempt, whether and
+// when to retry. It is immutable once built and safe for concurrent use;
+// one Policy may serve any number of transports and [Do] calls.
+type Policy struct {
+	base           http.RoundTripper
+	maxAttempts    int
+	backoff        backoff.Strategy
+	maxWait        time.Duration
+	maxTotal       time.Duration
+	attemptTimeout time.Duration
+	statusRules    map[int]int
+	classifier     func(Outcome) Verdict
+	refresh        func(context.Context, *http.Request) error
+	autoKey        bool
+	maxBodyBuffer  int64
+	respBuffer     int64
+	errorOnFinal   bool
+	clock          clock.Clock
+	rand           func() float64
+	logger         *slog.Logger
+	loggerSet      bool
+	hooks          []Hook
+}
+
+// NewPolicy builds a Policy from the defaults and opts. It returns an error
+// naming every setting that cannot work.
+func NewPolicy(opts ...Option) (*Policy, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			cfg.problem("nil Option")
+			continue
+		}
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Policy{
+		base:           cfg.base,
+		maxAttempts:    cfg.maxAttempts,
+		backoff:        cfg.backoff,
+		maxWait:        cfg.maxWait,
+		maxTotal:       cfg.maxTotal,
+		attemptTimeout: cfg.attemptTimeout,
+		statusRules:    cfg.statusRules,
+		classifier:     cfg.classifier,
+		refresh:        cfg.refresh,
+		autoKey:        cfg.autoKey,
+		maxBodyBuffer:  cfg.maxBodyBuffer,
+		respBuffer:     cfg.respBuffer,
+		errorOnFinal:   cfg.errorOnFinal,
+		clock:          cfg.clock,
+		rand:           cfg.rand,
+		logger:         cfg.logger,
+		loggerSet:      cfg.loggerSet,
+		hooks:          cfg.hooks,
+	}, nil
+}
+
+// MaxAttempts returns the policy's attempt limit, the first attempt
+// included.
+func (p *Policy) MaxAttempts() int { return p.maxAttempts }
+
+// Clock returns the clock the policy reads and sleeps on.
+func (p *Policy) Clock() clock.Clock { return p.clock }
+
+// Decision is the decision core's answer after an attempt.
+type Decision struct {
+	// Retry says to make another attempt after Wait.
+	Retry bool
+	// Wait is how long to wait first, and Source where it came from.
+	Wait   time.Duration
+	Source WaitSource
+	// Reason, when Retry is false, is why not: nil when the outcome is a
+	// success (or any response the policy does not treat as a failure),
+	// else one of the Err* variables.
+	Reason error
+	// RetryAt is when the server said it will accept again; zero if it did
+	// not say.
+	RetryAt time.Time
+	// Kind classifies the outcome's transport error.
+	Kind ErrorKind
+}
+
+// Decide is the retry layer's decision core: a plain function of the
+// policy, the outcome of the attempt just made, the time, the deadline
+// (zero for none), the previous wait and a uniform random draw in [0, 1).
+// The transport and [Do] drive it with the real clock; tests and
+// simulations drive it in virtual time.
+//
+// In order: a classifier's verdict, else the decision table (status rules,
+// then transport error kinds); the method and body rules; the attempt
+// limit; then the wait: the server's Retry-After, else an exhausted quota's
+// reset, each plus a little jitter, else the backoff. A hint longer than the
+// policy's max wait, or one that ends after the deadline, ends the call at
+// once with RetryAt set.
+func (p *Policy) Decide(o Outcome, now, deadline time.Time, prev time.Duration, draw float64) Decision {
+	status, header := o.status()
+	var d Decision
+	verdict := Default
+	if p.classifier != nil {
+		verdict = p.classifier(o)
+	}
+	limit := p.maxAttempts
+	var kindRetryable bool
+	if o.Err != nil && status == 0 {
+		d.Kind, kindRetryable, _ = classifyError(o.Err)
+	}
+	switch verdict {
+	case Stop:
+		d.Reason = reasonFor(o, status)
+		return d
+	case Default:
+		switch {
+		case status != 0:
+			n, ok := p.statusRules[status]
+			if !ok {
+				d.Reason = reasonFor(o, status)
+				return d
+			}
+			if n > 0 {
+				limit = min(limit, n)
+			}
+		case o.Err != nil:
+			if !kindRetryable {
+				d.Reason = ErrNotRetryable
+				return d
+			}
+		default:
+			return d // a response the table does not treat as failure
+		}
+		if !o.Idempotent && !(o.Err != nil && o.NotSent) {
+			d.Reason = ErrNotIdempotent
+			return d
+		}
+	}
+	if !o.Replayable {
+		d.Reason = ErrBodyNotReplayable
+		return d
+	}
+	if o.Attempt >= limit {
+		d.Reason = ErrAttemptsExhausted
+		return d
+	}
+
+	wait, src, ok := serverHint(header, o.Err, now)
+	if ok {
+		d.RetryAt = now.Add(wait)
+		if wait > p.maxWait {
+			d.Reason = ErrWaitTooLong
+			return d
+		}
+		if !deadline.IsZero() && !d.RetryAt.Before(deadline) {
+			d.Reason = ErrDeadline
+			return d
+		}
+		span := min(max(wait, p.baseWait(), minHintJitter), maxHintJitter)
+		total := min(wait+time.Duration(float64(span)*clampDraw(draw)), p.maxWait)
+		if !deadline.IsZero() && !now.Add(total).Before(deadline) {
+			total = wait // the jitter may not eat the time left for the attempt
+		}
+		d.Retry, d.Wait, d.Source = true, total, src
+		return d
+	}
+	wait = min(p.backoff.Delay(o.Attempt-1, prev, draw), p.maxWait)
+	if !deadline.IsZero() && !now.Add(wait).Before(deadline) {
+		d.Reason = ErrDeadline
+		return d
+	}
+	d.Retry, d.Wait, d.Source = true, wait, SourceBackoff
+	return d
+}
+
+// reasonFor names why a final failure is final.
+func reasonFor(o Outcome, status int) error {
+	if status != 0 && status < 400 && o.Err == nil {
+		return nil
+	}
+	return ErrNotRetryable
+}
+
+// baseWait is the backoff's base where the strategy has one.
+func (p *Policy) baseWait() time.Duration {
+	if b, ok := p.backoff.(interface{ Base() time.Duration }); ok {
+		return b.Base()
+	}
+	return 0
+}
+
+// serverHint returns the wait the server asked for: Retry-After first, then
+// the reset of an exhausted quota; or a wait carried by a RetryAfter error.
+func serverHint(h http.Header, err error, now time.Time) (time.Duration, WaitSource, bool) {
+	if h != nil {
+		if d, ok := hint.RetryAfter(h, now); ok {
+			return d, SourceRetryAfter, true
+		}
+		if q, ok := hint.RateLimit(h, now); ok && q.Exhausted() && q.HasReset {
+			return q.Reset, SourceRateLimitReset, true
+		}
+	}
+	var he *hintError
+	if err != nil && errors.As(err, &he) {
+		return he.wait, SourceRetryAfter, true
+	}
+	return 0, SourceNone, false
+}
+
+func clampDraw(u float64) float64 {
+	if !(u >= 0) || u >= 1 {
+		return 0
+	}
+	return u
+}

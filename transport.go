@@ -1,0 +1,462 @@
+package heed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
+	"time"
+
+	"github.com/heed-go/heed/clock"
+)
+
+// Transport is an [http.RoundTripper] that retries under a [Policy]: it
+// sends each request through its base RoundTripper, reads the server's
+// hints, and waits and tries again when the decision table says so.
+//
+// It keeps the RoundTripper contract: the caller's request is never
+// modified (attempts after the first are shallow copies); a response, even a
+// 503 after the last attempt, is returned with a nil error unless
+// [WithErrorOnExhausted] is set; every discarded response body is drained
+// and closed. A Transport is safe for concurrent use.
+//
+// When a heed Transport runs inside another heed retry loop (its base is a
+// heed Transport, or the request's context comes from an attempt of another
+// heed Transport or from [Do]), it makes a single attempt and leaves the
+// retrying to the outer loop, so nested layers never multiply attempts.
+type Transport struct {
+	p     *Policy
+	base  http.RoundTripper
+	inner *Transport // the base, when it is itself a heed Transport
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport with the default policy changed by opts. The
+// base RoundTripper is the one given by [WithBase], else
+// [http.DefaultTransport].
+func New(opts ...Option) (*Transport, error) {
+	p, err := NewPolicy(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return p.Transport(nil), nil
+}
+
+// NewClient returns an [http.Client] whose Transport is New(opts...).
+func NewClient(opts ...Option) (*http.Client, error) {
+	t, err := New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: t}, nil
+}
+
+// Transport returns a Transport sending through base under p. A nil base
+// means the one given by [WithBase], else [http.DefaultTransport].
+func (p *Policy) Transport(base http.RoundTripper) *Transport {
+	if base == nil {
+		base = p.base
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t := &Transport{p: p, base: base}
+	t.inner, _ = base.(*Transport)
+	return t
+}
+
+// Policy returns the transport's policy, for use with [Do].
+func (t *Transport) Policy() *Policy { return t.p }
+
+// RoundTrip implements [http.RoundTripper].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if callFrom(req.Context()) != nil {
+		return t.send(req) // an outer heed loop does the retrying
+	}
+	l := loop{t: t, p: t.p, req: req}
+	return l.run()
+}
+
+// send makes one attempt through the base.
+func (t *Transport) send(req *http.Request) (*http.Response, error) {
+	if t.inner != nil {
+		return t.inner.send(req)
+	}
+	return t.base.RoundTrip(req)
+}
+
+// timeoutError is the cause heed gives a context it ends itself. It is a
+// net.Error whose Timeout is true, and it matches context.DeadlineExceeded.
+type timeoutError string
+
+func (e timeoutError) Error() string        { return string(e) }
+func (e timeoutError) Timeout() bool        { return true }
+func (e timeoutError) Temporary() bool      { return true }
+func (e timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+const (
+	errAttemptTimeout = timeoutError("heed: attempt timed out")
+	errTotalTimeout   = timeoutError("heed: total time exhausted")
+)
+
+// loop is the state of one logical request in the retry loop. It lives on
+// the stack: a request that succeeds at once allocates nothing here.
+type loop struct {
+	t   *Transport
+	p   *Policy
+	req *http.Request
+
+	ctx        context.Context // the caller's, bounded by WithMaxTotal
+	total      stopper
+	start      time.Time
+	deadline   time.Time
+	method     string
+	header     http.Header
+	newHeader  bool // header differs from the caller's (an added key or refreshed credentials)
+	idempotent bool
+	body       replayBody
+	c          *call // allocated once the call needs a record or a marked context
+	prev       time.Duration
+	didRefresh bool
+	n          int // the current attempt's number
+}
+
+// stopper ends a timer and the context it would cancel.
+type stopper struct {
+	timer  clock.Timer
+	cancel context.CancelCauseFunc
+}
+
+func (s *stopper) stop() {
+	if s != nil && s.timer != nil {
+		s.timer.Stop()
+		s.cancel(nil)
+		s.timer = nil
+	}
+}
+
+func (l *loop) getCall() *call {
+	if l.c == nil {
+		l.c = newCall(l.ctx, l.p)
+	}
+	return l.c
+}
+
+func (l *loop) record(a Attempt) {
+	c := l.getCall()
+	c.attempts = append(c.attempts, a)
+}
+
+// run is the retry loop. Its first attempt sends the caller's request itself
+// whenever it can, so a request that succeeds at once costs no allocation
+// beyond the read-ahead body.
+func (l *loop) run() (*http.Response, error) {
+	p, req := l.p, l.req
+	l.start = p.clock.Now() // also the first attempt's start: one clock read on the fast path
+	l.ctx = req.Context()
+	l.method = req.Method
+	if l.method == "" {
+		l.method = http.MethodGet
+	}
+	l.header = req.Header
+	l.idempotent = idempotentMethod(l.method) || hasIdempotencyKey(l.header)
+	if !l.idempotent && p.autoKey && (l.method == http.MethodPost || l.method == http.MethodPatch) {
+		l.header = l.header.Clone()
+		if l.header == nil {
+			l.header = make(http.Header)
+		}
+		l.header.Set("Idempotency-Key", newIdempotencyKey())
+		l.idempotent, l.newHeader = true, true
+	}
+	var err error
+	l.body, err = prepareBody(req, p.maxBodyBuffer, p.maxAttempts > 1)
+	if err != nil {
+		l.record(Attempt{Number: 1, Start: l.start, Err: err, Kind: KindOther})
+		return nil, l.fail(req, ErrNotRetryable, fmt.Errorf("reading request body: %w", err), time.Time{})
+	}
+	if p.maxTotal > 0 {
+		var cancel context.CancelCauseFunc
+		l.ctx, cancel = context.WithCancelCause(l.ctx)
+		l.total = stopper{p.clock.AfterFunc(p.maxTotal, func() { cancel(errTotalTimeout) }), cancel}
+		defer l.total.stop() // a no-op once a streamed body has taken it over
+	}
+	l.deadline = callDeadline(l.ctx, l.start, p.maxTotal)
+
+	for l.n = 1; ; l.n++ {
+		resp, stop, err := l.attempt(l.n)
+		if err == errRetry {
+			continue
+		}
+		if resp == nil {
+			stop.stop()
+		}
+		return resp, err
+	}
+}
+
+// errRetry tells run that attempt has waited and wants another attempt.
+var errRetry = errors.New("retry")
+
+// attempt makes attempt n and decides what follows. It returns the final
+// response or error, or errRetry after waiting for the next attempt.
+func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
+	p := l.p
+	areq, stop, wrote, err := l.buildRequest(n)
+	if err != nil {
+		return nil, stop, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
+	}
+	aStart := l.start
+	if n > 1 {
+		aStart = p.clock.Now()
+	}
+	resp, err := l.t.send(areq)
+	if err == nil && resp == nil {
+		err = errors.New("heed: base RoundTripper returned neither a response nor an error")
+	}
+	if err != nil && resp != nil { // a RoundTripper must not return both; be safe
+		drainAndClose(resp.Body)
+		resp = nil
+	}
+
+	// The caller gave up (or WithMaxTotal ran out): stop now.
+	if ctxErr := l.ctx.Err(); ctxErr != nil {
+		a := Attempt{Number: n, Start: aStart, Duration: p.clock.Now().Sub(aStart), Kind: KindCanceled}
+		if resp != nil {
+			a.Status = resp.StatusCode
+			drainAndClose(resp.Body)
+		}
+		cause := err
+		if cause == nil || !errors.Is(cause, ctxErr) {
+			cause = context.Cause(l.ctx)
+		}
+		a.Err = cause
+		l.record(a)
+		return nil, stop, l.fail(areq, endReason(l.ctx), cause, time.Time{})
+	}
+	if err != nil && stop != nil && errors.Is(context.Cause(areq.Context()), errAttemptTimeout) {
+		err = fmt.Errorf("%w: %w", errAttemptTimeout, err)
+	}
+	// A failure a heed loop below has already decided on passes through.
+	if handledBelow(resp, err, l.c) {
+		if resp != nil && (stop != nil || l.total.timer != nil) {
+			l.releaseOnClose(resp, stop)
+		}
+		return resp, stop, err
+	}
+
+	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.replayable}
+	if err != nil {
+		_, _, o.NotSent = classifyError(err)
+		o.NotSent = o.NotSent || wrote != nil && !wrote.Load()
+	}
+	// A plain success needs neither a decision nor the time.
+	var (
+		d   Decision
+		now time.Time
+	)
+	if err != nil || resp.StatusCode >= 400 || p.classifier != nil || l.c != nil || len(p.hooks) > 0 {
+		now = p.clock.Now()
+		d = p.Decide(o, now, l.deadline, l.prev, p.rand())
+	}
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	if !d.Retry && resp != nil && l.idempotent && l.body.replayable && n < p.maxAttempts && readAhead(areq, resp, p.respBuffer) {
+		if rerr := readBody(resp, p.respBuffer); rerr != nil {
+			// The body was cut short: a transport failure after all.
+			resp, err = nil, rerr
+			o.Response, o.Err = nil, rerr
+			now = p.clock.Now()
+			d = p.Decide(o, now, l.deadline, l.prev, p.rand())
+		}
+	}
+	if l.c != nil || d.Retry || d.Reason != nil {
+		l.record(Attempt{Number: n, Start: aStart, Duration: now.Sub(aStart), Status: status, Err: err, Kind: d.Kind})
+	}
+	if len(p.hooks) > 0 {
+		l.emitAttempt(areq, n, status, err, d.Kind, now.Sub(aStart))
+	}
+
+	// 401: refresh credentials once and try again at once.
+	if !d.Retry && status == http.StatusUnauthorized && resp != nil && p.refresh != nil && !l.didRefresh && l.body.replayable && n < p.maxAttempts {
+		next := l.req.Clone(l.getCall())
+		next.Header = l.header.Clone()
+		if rerr := p.refresh(l.ctx, next); rerr != nil {
+			drainAndClose(resp.Body)
+			return nil, stop, l.fail(areq, ErrNotRetryable, fmt.Errorf("refreshing credentials: %w", rerr), time.Time{})
+		}
+		l.header, l.newHeader, l.didRefresh = next.Header, true, true
+		d = Decision{Retry: true, Source: SourceRefresh}
+	}
+
+	if !d.Retry {
+		return l.final(areq, resp, err, d, stop)
+	}
+
+	// Retry: free this attempt's response and connection, then wait.
+	if resp != nil {
+		drainAndClose(resp.Body)
+	}
+	stop.stop()
+	last := &l.c.attempts[len(l.c.attempts)-1]
+	last.Wait, last.Source = d.Wait, d.Source
+	l.retrying(areq, n, status, err, d)
+	if !clock.Sleep(p.clock, d.Wait, l.ctx.Done()) {
+		return nil, nil, l.fail(areq, endReason(l.ctx), context.Cause(l.ctx), time.Time{})
+	}
+	l.prev = d.Wait
+	return nil, nil, errRetry
+}
+
+// buildRequest returns the request for attempt n. The first attempt is the
+// caller's own request unless something must differ (its body was buffered,
+// a header added, a timer or trace attached); later attempts are shallow
+// copies carrying the call in their context, with a fresh body.
+func (l *loop) buildRequest(n int) (*http.Request, *stopper, *atomic.Bool, error) {
+	p, req := l.p, l.req
+	needTrace := !l.idempotent
+	if n == 1 && !l.body.copied && !l.newHeader && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 {
+		return req, nil, nil, nil
+	}
+	var ctx context.Context = l.getCall()
+	var stop *stopper
+	if p.attemptTimeout > 0 {
+		actx, cancel := context.WithCancelCause(ctx)
+		stop = &stopper{p.clock.AfterFunc(p.attemptTimeout, func() { cancel(errAttemptTimeout) }), cancel}
+		ctx = actx
+	}
+	var wrote *atomic.Bool
+	if needTrace {
+		// Whether the headers were written tells a request that never left
+		// from one the server may have processed.
+		wrote = new(atomic.Bool)
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+	}
+	areq := req.WithContext(ctx)
+	areq.Header = l.header
+	b, err := l.body.next(n)
+	if err != nil {
+		stop.stop()
+		return nil, nil, nil, fmt.Errorf("rewinding request body: %w", err)
+	}
+	if b != nil {
+		areq.Body, areq.GetBody = b, l.body.get
+	}
+	return areq, stop, wrote, nil
+}
+
+// final ends the call with resp or err after decision d.
+func (l *loop) final(areq *http.Request, resp *http.Response, err error, d Decision, stop *stopper) (*http.Response, *stopper, error) {
+	p := l.p
+	if resp == nil || d.Reason != nil && (p.errorOnFinal || d.Reason == ErrWaitTooLong || d.Reason == ErrDeadline) {
+		cause := err
+		if resp != nil {
+			cause = &StatusError{StatusCode: resp.StatusCode, Header: resp.Header}
+			drainAndClose(resp.Body)
+		}
+		reason := d.Reason
+		if reason == nil {
+			reason = ErrNotRetryable
+		}
+		return nil, stop, l.fail(areq, reason, cause, d.RetryAt)
+	}
+	if d.Reason != nil {
+		l.giveUp(areq, d.Reason, d.RetryAt)
+	}
+	if l.c != nil {
+		if callFrom(areq.Context()) != l.c {
+			areq = areq.WithContext(l.c)
+		}
+		resp.Request = areq
+	}
+	if stop != nil || l.total.timer != nil {
+		l.releaseOnClose(resp, stop)
+	}
+	if len(p.hooks) > 0 {
+		l.emitDone(areq, resp.StatusCode, nil)
+	}
+	return resp, nil, nil
+}
+
+// releaseOnClose keeps the attempt and total timers running while the caller
+// reads a body heed did not read ahead, and stops them when it is closed.
+// For a body already in memory they stop at once.
+func (l *loop) releaseOnClose(resp *http.Response, attempt *stopper) {
+	total := l.total
+	l.total = stopper{} // the deferred stop must not cancel the context under the caller
+	stop := func() {
+		if attempt != nil {
+			attempt.stop()
+		}
+		total.stop()
+	}
+	if _, inMemory := resp.Body.(*memBody); inMemory || resp.Body == nil || resp.Body == http.NoBody {
+		stop()
+		return
+	}
+	resp.Body = &onCloseBody{ReadCloser: resp.Body, onClose: stop}
+}
+
+type onCloseBody struct {
+	io.ReadCloser
+	onClose func()
+}
+
+func (b *onCloseBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.onClose()
+	return err
+}
+
+// next returns the body for attempt n: the prepared first body, then fresh
+// copies.
+func (b *replayBody) next(n int) (io.ReadCloser, error) {
+	if n == 1 {
+		return b.first, nil
+	}
+	if b.get == nil {
+		return nil, nil
+	}
+	return b.get()
+}
+
+// callDeadline is the earlier of the context's deadline and start+maxTotal.
+func callDeadline(ctx context.Context, start time.Time, maxTotal time.Duration) time.Time {
+	dl, ok := ctx.Deadline()
+	if maxTotal > 0 {
+		if t := start.Add(maxTotal); !ok || t.Before(dl) {
+			return t
+		}
+	}
+	if ok {
+		return dl
+	}
+	return time.Time{}
+}
+
+// endReason says whether a context ended by cancellation or by a deadline.
+func endReason(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(context.Cause(ctx), errTotalTimeout) {
+		return ErrDeadline
+	}
+	return ErrCanceled
+}
+
+// handledBelow reports a failure that a heed retry loop below this one has
+// already decided on: its *Error, or a response carrying its record.
+func handledBelow(resp *http.Response, err error, own *call) bool {
+	if err != nil {
+		var he *Error
+		return errors.As(err, &he) && (own == nil || he.call != own)
+	}
+	if resp.StatusCode < 400 || resp.Request == nil {
+		return false
+	}
+	below := callFrom(resp.Request.Context())
+	return below != nil && below != own
+}
