@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -83,13 +83,26 @@ func readUpTo(r io.Reader, buf []byte, max int64) ([]byte, error) {
 
 // streamTypes are media types whose bodies arrive over time: reading them
 // ahead would hold the caller until the stream ends.
-var streamTypes = map[string]bool{
-	"text/event-stream":         true,
-	"application/x-ndjson":      true,
-	"application/jsonl":         true,
-	"application/json-seq":      true,
-	"application/stream+json":   true,
-	"multipart/x-mixed-replace": true,
+var streamTypes = []string{
+	"text/event-stream",
+	"application/x-ndjson",
+	"application/jsonl",
+	"application/json-seq",
+	"application/stream+json",
+	"multipart/x-mixed-replace",
+}
+
+// isStream reports a Content-Type naming a streaming media type. It
+// compares without allocating: the hot path sees this on every response.
+func isStream(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.TrimSpace(mt)
+	for _, s := range streamTypes {
+		if len(mt) == len(s) && strings.EqualFold(mt, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // readAhead reports whether heed should read resp's body inside the attempt.
@@ -100,11 +113,8 @@ func readAhead(req *http.Request, resp *http.Response, limit int64) bool {
 	if resp.ContentLength > limit || resp.ContentLength == 0 {
 		return false
 	}
-	if ct := resp.Header["Content-Type"]; len(ct) > 0 && ct[0] != "" {
-		mt, _, err := mime.ParseMediaType(ct[0])
-		if err == nil && streamTypes[mt] {
-			return false
-		}
+	if ct := resp.Header["Content-Type"]; len(ct) > 0 && isStream(ct[0]) {
+		return false
 	}
 	return true
 }

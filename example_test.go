@@ -1,0 +1,159 @@
+package heed_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/heedtest"
+)
+
+// A server that is busy twice, then answers. heed retries and the caller
+// sees only the answer, with the attempts behind it on record.
+func ExampleNew() {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "hello")
+	}))
+	defer srv.Close()
+
+	t, err := heed.New(heed.WithLogger(nil))
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: t}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body))
+	for _, a := range heed.Attempts(resp) {
+		fmt.Println("attempt", a.Number, "status", a.Status, "wait from", a.Source)
+	}
+	// Output:
+	// 200 hello
+	// attempt 1 status 503 wait from retry_after
+	// attempt 2 status 503 wait from retry_after
+	// attempt 3 status 200 wait from none
+}
+
+// A server asking for more than the cap is not waited for: the error says
+// when to come back.
+func ExampleError() {
+	srv := heedtest.NewServer(nil, []heedtest.Step{heedtest.RetryAfter(429, 3600)})
+	defer srv.Close()
+
+	t, _ := heed.New(heed.WithLogger(nil))
+	_, err := (&http.Client{Transport: t}).Get(srv.URL)
+
+	var he *heed.Error
+	if errors.As(err, &he) && errors.Is(err, heed.ErrWaitTooLong) {
+		d, _ := he.RetryAfter(time.Now())
+		fmt.Println("gave up after", len(he.Attempts), "attempt; retry in about", d.Round(time.Hour))
+	}
+	// Output: gave up after 1 attempt; retry in about 1h0m0s
+}
+
+// Do runs any call under the policy. CheckStatus turns a response into an
+// error Do can classify, honouring its Retry-After.
+func ExampleDo() {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, `{"name":"heed"}`)
+	}))
+	defer srv.Close()
+
+	clk := heedtest.NewClock(time.Now()).AutoAdvance() // skip the waits
+	p, _ := heed.NewPolicy(heed.WithClock(clk), heed.WithLogger(nil))
+	name, err := heed.Do(context.Background(), p, func(ctx context.Context) (string, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		if err := heed.CheckStatus(resp); err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	})
+	fmt.Println(name, err, calls.Load())
+	// Output: {"name":"heed"} <nil> 2
+}
+
+// The decision core is a plain function of what happened and the time, so
+// it can be asked directly.
+func ExamplePolicy_Decide() {
+	p, _ := heed.NewPolicy()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	resp := &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}}
+	d := p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, now, time.Time{}, 0, 0)
+	fmt.Println(d.Retry, d.Wait, d.Source, d.RetryAt.Format(time.TimeOnly))
+
+	resp.StatusCode = 404
+	d = p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, now, time.Time{}, 0, 0)
+	fmt.Println(d.Retry, d.Reason)
+	// Output:
+	// true 5s retry_after 12:00:05
+	// false not retryable
+}
+
+// POST is retried only with an Idempotency-Key; heed can add one, the same
+// on every attempt.
+func ExampleWithAutoIdempotencyKey() {
+	srv := heedtest.NewServer(nil, []heedtest.Step{heedtest.Status(503), heedtest.Status(201)})
+	defer srv.Close()
+	clk := heedtest.NewClock(time.Now()).AutoAdvance()
+	c, _ := heed.NewClient(heed.WithAutoIdempotencyKey(), heed.WithClock(clk), heed.WithLogger(nil))
+	resp, err := c.Post(srv.URL, "application/json", nil)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	reqs := srv.Requests()
+	fmt.Println(resp.StatusCode, len(reqs), reqs[0].Header.Get("Idempotency-Key") == reqs[1].Header.Get("Idempotency-Key"))
+	// Output: 201 2 true
+}
+
+// Hooks see every decision: the seam for metrics and tracing.
+func ExampleWithHook() {
+	srv := heedtest.NewServer(nil, []heedtest.Step{heedtest.RetryAfter(503, 1), heedtest.OK("")})
+	defer srv.Close()
+	clk := heedtest.NewClock(time.Now()).AutoAdvance()
+	hook := heed.HookFunc(func(ctx context.Context, e heed.Event) {
+		fmt.Println(e.Kind, e.Attempt, e.Status, e.Source)
+	})
+	c, _ := heed.NewClient(heed.WithHook(hook), heed.WithClock(clk), heed.WithLogger(nil))
+	resp, _ := c.Get(srv.URL)
+	resp.Body.Close()
+	// Output:
+	// attempt 1 503 none
+	// retry 1 503 retry_after
+	// attempt 2 200 none
+	// done 2 200 none
+}
+
+func ExampleRedactURL() {
+	u, _ := url.Parse("https://bot:hunter2@api.example/v1/search?q=secret&api_key=k")
+	fmt.Println(heed.RedactURL(u))
+	// Output: https://REDACTED@api.example/v1/search?q=REDACTED&api_key=REDACTED
+}
