@@ -35,10 +35,13 @@ func (s WaitSource) String() string {
 type Attempt struct {
 	// Number counts from 1.
 	Number int
-	// Start is when the attempt began, on the policy's clock.
-	Start time.Time
-	// Duration is how long it took until its response headers (and body,
-	// when heed read it inside the attempt) or its error.
+	// Start is when the attempt began, on the policy's clock, and Duration
+	// how long it took until its response headers (and body, when heed read
+	// it inside the attempt) or its error. Both are zero for a first attempt
+	// when the policy has no hook and no time bound: heed does not read the
+	// clock before a first attempt nothing needs timed, which keeps a
+	// request that succeeds at once cheap.
+	Start    time.Time
 	Duration time.Duration
 	// Status is the response's status code; 0 if there was none.
 	Status int

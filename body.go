@@ -92,11 +92,20 @@ var streamTypes = []string{
 	"multipart/x-mixed-replace",
 }
 
-// isStream reports a Content-Type naming a streaming media type. It
-// compares without allocating: the hot path sees this on every response.
+// isStream reports a Content-Type naming a streaming media type. The hot
+// path sees this on every response, so it compares without allocating and
+// rules most types out by length alone.
 func isStream(contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	mt = strings.TrimSpace(mt)
+	mt := contentType
+	if i := strings.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	for len(mt) > 0 && (mt[len(mt)-1] == ' ' || mt[len(mt)-1] == '\t') {
+		mt = mt[:len(mt)-1]
+	}
+	for len(mt) > 0 && (mt[0] == ' ' || mt[0] == '\t') {
+		mt = mt[1:]
+	}
 	for _, s := range streamTypes {
 		if len(mt) == len(s) && strings.EqualFold(mt, s) {
 			return true

@@ -156,7 +156,11 @@ func (l *loop) record(a Attempt) {
 // beyond the read-ahead body.
 func (l *loop) run() (*http.Response, error) {
 	p, req := l.p, l.req
-	l.start = p.clock.Now() // also the first attempt's start: one clock read on the fast path
+	// The clock is read before the first attempt only when something needs
+	// it: a request that succeeds at once then costs no clock read at all.
+	if len(p.hooks) > 0 || p.maxTotal > 0 || p.attemptTimeout > 0 {
+		l.start = p.clock.Now()
+	}
 	l.ctx = req.Context()
 	l.method = req.Method
 	if l.method == "" {
@@ -209,7 +213,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	if err != nil {
 		return nil, stop, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
 	}
-	aStart := l.start
+	aStart := l.start // zero for an untimed first attempt
 	if n > 1 {
 		aStart = p.clock.Now()
 	}
@@ -224,7 +228,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 
 	// The caller gave up (or WithMaxTotal ran out): stop now.
 	if ctxErr := l.ctx.Err(); ctxErr != nil {
-		a := Attempt{Number: n, Start: aStart, Duration: p.clock.Now().Sub(aStart), Kind: KindCanceled}
+		a := Attempt{Number: n, Start: aStart, Duration: since(aStart, p.clock.Now()), Kind: KindCanceled}
 		if resp != nil {
 			a.Status = resp.StatusCode
 			drainAndClose(resp.Body)
@@ -276,10 +280,10 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		}
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
-		l.record(Attempt{Number: n, Start: aStart, Duration: now.Sub(aStart), Status: status, Err: err, Kind: d.Kind})
+		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind})
 	}
 	if len(p.hooks) > 0 {
-		l.emitAttempt(areq, n, status, err, d.Kind, now.Sub(aStart))
+		l.emitAttempt(areq, n, status, err, d.Kind, since(aStart, now))
 	}
 
 	// 401: refresh credentials once and try again at once.
@@ -423,6 +427,14 @@ func (b *replayBody) next(n int) (io.ReadCloser, error) {
 		return nil, nil
 	}
 	return b.get()
+}
+
+// since is now-start, or zero for an attempt whose start was not read.
+func since(start, now time.Time) time.Duration {
+	if start.IsZero() {
+		return 0
+	}
+	return now.Sub(start)
 }
 
 // callDeadline is the earlier of the context's deadline and start+maxTotal.

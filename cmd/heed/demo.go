@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/heed-go/heed/internal/storm"
+)
+
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sc := storm.Default
+	fs.IntVar(&sc.Clients, "clients", sc.Clients, "number of clients")
+	fs.IntVar(&sc.PerClient, "requests", sc.PerClient, "successful GETs each client needs")
+	fs.Float64Var(&sc.Server.Rate, "rate", sc.Server.Rate, "requests per second the API allows")
+	fs.IntVar(&sc.Server.Burst, "burst", sc.Server.Burst, "the API's burst")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: heed demo [flags]\n\nStarts a token-bucket API on loopback that answers 429 with Retry-After and\nX-RateLimit-* headers, runs the clients against it with each strategy, and\nprints a table. Flags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo takes no arguments, got %q", fs.Args())
+	}
+	switch {
+	case sc.Clients < 1 || sc.Clients > 10000:
+		return fmt.Errorf("-clients %d: want 1 to 10000", sc.Clients)
+	case sc.PerClient < 1 || sc.PerClient > 1000:
+		return fmt.Errorf("-requests %d: want 1 to 1000", sc.PerClient)
+	case !(sc.Server.Rate > 0) || sc.Server.Rate > 1e6:
+		return fmt.Errorf("-rate %v: want a positive rate up to 1e6", sc.Server.Rate)
+	case sc.Server.Burst < 1:
+		return fmt.Errorf("-burst %d: want at least 1", sc.Server.Burst)
+	}
+
+	strategies := []storm.Strategy{
+		storm.NoRetry(),
+		storm.Naive(),
+		storm.Heed("heed defaults, shared client", true),
+		storm.Heed("heed defaults, client per caller", false),
+	}
+	total := sc.Clients * sc.PerClient
+	var results []storm.Result
+	for _, st := range strategies {
+		p := newProgress(stderr, st.Name, total, *quiet, isTerminal(stderr))
+		r, err := storm.Run(ctx, sc, st, p.update)
+		p.finish()
+		if err != nil {
+			return fmt.Errorf("%s: %w", st.Name, err)
+		}
+		results = append(results, r)
+	}
+	return storm.WriteTable(stdout, sc, results)
+}
+
+// progress reports how far a run has got on stderr: one line redrawn ten
+// times a second on a terminal, a line every two seconds otherwise.
+type progress struct {
+	w     io.Writer
+	name  string
+	total int
+	quiet bool
+	tty   bool
+	start time.Time
+
+	mu   sync.Mutex
+	last time.Time
+	done int
+}
+
+func newProgress(w io.Writer, name string, total int, quiet, tty bool) *progress {
+	p := &progress{w: w, name: name, total: total, quiet: quiet, tty: tty, start: time.Now()}
+	p.last = p.start
+	p.draw()
+	return p
+}
+
+func (p *progress) update(done int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = max(p.done, done)
+	every := 2 * time.Second
+	if p.tty {
+		every = 100 * time.Millisecond
+	}
+	if now := time.Now(); now.Sub(p.last) >= every {
+		p.last = now
+		p.draw()
+	}
+}
+
+func (p *progress) draw() {
+	if p.quiet {
+		return
+	}
+	line := fmt.Sprintf("%-34s %5d/%d requests %6.1fs", p.name, p.done, p.total, time.Since(p.start).Seconds())
+	if p.tty {
+		fmt.Fprint(p.w, "\r"+line)
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.draw()
+	if !p.quiet && p.tty {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

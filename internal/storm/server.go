@@ -1,0 +1,156 @@
+// Package storm is the public 429 storm scenario of heed's design: a
+// token-bucket API on loopback and many clients that each need a number of
+// successful GETs from it. heed's demo and its benchmarks run it.
+package storm
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heed-go/heed/clock"
+)
+
+// RetryAfterForm says how the server writes Retry-After on a 429.
+type RetryAfterForm int
+
+const (
+	RetryAfterSeconds RetryAfterForm = iota // whole delta-seconds, rounded up
+	RetryAfterDate                          // an HTTP-date
+	RetryAfterNone                          // no Retry-After at all
+)
+
+// ResetForm says how the server writes X-RateLimit-Reset.
+type ResetForm int
+
+const (
+	ResetDelta ResetForm = iota // seconds from now
+	ResetEpoch                  // Unix time in seconds
+)
+
+// ServerConfig describes the rate-limited API.
+type ServerConfig struct {
+	Rate       float64 // requests per second the bucket refills
+	Burst      int     // bucket size
+	RetryAfter RetryAfterForm
+	Reset      ResetForm
+	// NoRateLimitHeaders leaves out X-RateLimit-* (sent on every response
+	// by default).
+	NoRateLimitHeaders bool
+	// Clock refills the bucket; nil means the wall clock. Tests share a fake
+	// clock between the server and the clients to run in virtual time.
+	Clock clock.Clock
+}
+
+// DefaultServer is the scenario of design.md: 100 req/s, burst 10, 429 with
+// whole-second Retry-After and X-RateLimit-* headers.
+var DefaultServer = ServerConfig{Rate: 100, Burst: 10}
+
+// Server is a token-bucket API on 127.0.0.1. It answers 200 while the
+// bucket holds a token and 429 otherwise.
+type Server struct {
+	URL string
+	cfg ServerConfig
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+
+	served, throttled atomic.Int64
+}
+
+// NewServer starts a server; Close stops it.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Rate <= 0 || cfg.Burst < 1 {
+		return nil, fmt.Errorf("storm: rate %v and burst %d must be positive", cfg.Rate, cfg.Burst)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	s := &Server{cfg: cfg, tokens: float64(cfg.Burst), last: cfg.Clock.Now()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
+	s.srv.Start()
+	s.URL = s.srv.URL
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
+
+// Served and Throttled count the requests answered 200 and 429.
+func (s *Server) Served() int64    { return s.served.Load() }
+func (s *Server) Throttled() int64 { return s.throttled.Load() }
+
+// take refills the bucket and takes a token if one is there. It returns
+// whether it did, the tokens left, and how long until the next token and
+// until the bucket is full.
+func (s *Server) take(now time.Time) (ok bool, left float64, next, full time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = math.Min(float64(s.cfg.Burst), s.tokens+now.Sub(s.last).Seconds()*s.cfg.Rate)
+	s.last = now
+	if s.tokens >= 1 {
+		s.tokens--
+		ok = true
+	}
+	left = s.tokens
+	if left < 1 {
+		next = time.Duration((1 - left) / s.cfg.Rate * float64(time.Second))
+	}
+	full = time.Duration((float64(s.cfg.Burst) - left) / s.cfg.Rate * float64(time.Second))
+	return ok, left, next, full
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	now := s.cfg.Clock.Now()
+	ok, left, next, full := s.take(now)
+	h := w.Header()
+	if !s.cfg.NoRateLimitHeaders {
+		h.Set("X-RateLimit-Limit", strconv.FormatFloat(s.cfg.Rate, 'f', -1, 64))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(int(left)))
+		reset := ceilSeconds(full)
+		if s.cfg.Reset == ResetEpoch {
+			h.Set("X-RateLimit-Reset", strconv.FormatInt(now.Add(full).Unix()+1, 10))
+		} else {
+			h.Set("X-RateLimit-Reset", strconv.Itoa(reset))
+		}
+	}
+	if ok {
+		s.served.Add(1)
+		h.Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+		return
+	}
+	s.throttled.Add(1)
+	switch s.cfg.RetryAfter {
+	case RetryAfterSeconds:
+		h.Set("Retry-After", strconv.Itoa(ceilSeconds(next)))
+	case RetryAfterDate:
+		// An HTTP-date has whole seconds: name the first second boundary at
+		// or after the next token.
+		at := now.Add(next).Truncate(time.Second)
+		if at.Before(now.Add(next)) {
+			at = at.Add(time.Second)
+		}
+		h.Set("Retry-After", at.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusTooManyRequests)
+}
+
+// ceilSeconds rounds d up to whole seconds, at least 1.
+func ceilSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
