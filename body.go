@@ -114,18 +114,20 @@ func isStream(contentType string) bool {
 	return false
 }
 
-// readAhead reports whether heed should read resp's body inside the attempt.
+// readAhead reports whether heed should read resp's body inside the attempt:
+// a body of known length up to limit, or one of unknown length that is not a
+// stream (a stream has no length, and reading it ahead would hold the caller
+// until it ends; readBody stops at limit in any case).
 func readAhead(req *http.Request, resp *http.Response, limit int64) bool {
 	if limit <= 0 || resp.Body == nil || resp.Body == http.NoBody || req.Method == http.MethodHead {
 		return false
 	}
-	if resp.ContentLength > limit || resp.ContentLength == 0 {
-		return false
+	if resp.ContentLength >= 0 {
+		// A known length bounds the read, whatever the media type says.
+		return resp.ContentLength > 0 && resp.ContentLength <= limit
 	}
-	if ct := resp.Header["Content-Type"]; len(ct) > 0 && isStream(ct[0]) {
-		return false
-	}
-	return true
+	ct := resp.Header["Content-Type"]
+	return len(ct) == 0 || !isStream(ct[0])
 }
 
 // errTruncated marks a response body that ended early while heed read it.

@@ -43,6 +43,7 @@ type Policy struct {
 	logger         *slog.Logger
 	loggerSet      bool
 	hooks          []Hook
+	plain          bool // no hook, classifier or time bound: RoundTrip may take its fast path
 }
 
 // NewPolicy builds a Policy from the defaults and opts. It returns an error
@@ -78,6 +79,7 @@ func NewPolicy(opts ...Option) (*Policy, error) {
 		logger:         cfg.logger,
 		loggerSet:      cfg.loggerSet,
 		hooks:          cfg.hooks,
+		plain:          len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0,
 	}, nil
 }
 

@@ -78,7 +78,29 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.send(req) // an outer heed loop does the retrying
 	}
 	l := loop{t: t, p: t.p, req: req}
+	if t.p.plain && (req.Body == nil || req.Body == http.NoBody) && idempotentMethod(req.Method) {
+		// The common case, a bodiless idempotent request under a policy
+		// with no hook, classifier or time bound, skips the loop's set-up
+		// when its first attempt succeeds.
+		resp, err := t.send(req)
+		if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
+			if !t.p.readsAhead(req, resp) {
+				return resp, nil
+			}
+			if err = readBody(resp, t.p.respBuffer); err == nil {
+				return resp, nil
+			}
+			l.firstStatus, resp = resp.StatusCode, nil // cut short: a transport failure after all
+		}
+		l.sent, l.firstResp, l.firstErr = true, resp, err
+	}
 	return l.run()
+}
+
+// readsAhead reports whether heed reads resp's body inside the attempt of a
+// request that may be retried.
+func (p *Policy) readsAhead(req *http.Request, resp *http.Response) bool {
+	return p.maxAttempts > 1 && readAhead(req, resp, p.respBuffer)
 }
 
 // send makes one attempt through the base.
@@ -123,6 +145,12 @@ type loop struct {
 	prev       time.Duration
 	didRefresh bool
 	n          int // the current attempt's number
+
+	// The first attempt, when RoundTrip's fast path already made it.
+	sent        bool
+	firstResp   *http.Response
+	firstErr    error
+	firstStatus int // status of a first response whose body was cut short
 }
 
 // stopper ends a timer and the context it would cancel.
@@ -209,15 +237,26 @@ var errRetry = errors.New("retry")
 // response or error, or errRetry after waiting for the next attempt.
 func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	p := l.p
-	areq, stop, wrote, err := l.buildRequest(n)
-	if err != nil {
-		return nil, stop, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
-	}
+	var (
+		areq  *http.Request
+		stop  *stopper
+		wrote *atomic.Bool
+		resp  *http.Response
+		err   error
+	)
 	aStart := l.start // zero for an untimed first attempt
-	if n > 1 {
-		aStart = p.clock.Now()
+	if n == 1 && l.sent {
+		areq, resp, err = l.req, l.firstResp, l.firstErr
+	} else {
+		areq, stop, wrote, err = l.buildRequest(n)
+		if err != nil {
+			return nil, stop, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
+		}
+		if n > 1 {
+			aStart = p.clock.Now()
+		}
+		resp, err = l.t.send(areq)
 	}
-	resp, err := l.t.send(areq)
 	if err == nil && resp == nil {
 		err = errors.New("heed: base RoundTripper returned neither a response nor an error")
 	}
@@ -252,11 +291,6 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		return resp, stop, err
 	}
 
-	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.replayable}
-	if err != nil {
-		_, _, o.NotSent = classifyError(err)
-		o.NotSent = o.NotSent || wrote != nil && !wrote.Load()
-	}
 	// A plain success needs neither a decision nor the time.
 	var (
 		d   Decision
@@ -264,19 +298,20 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	)
 	if err != nil || resp.StatusCode >= 400 || p.classifier != nil || l.c != nil || len(p.hooks) > 0 {
 		now = p.clock.Now()
-		d = p.Decide(o, now, l.deadline, l.prev, p.rand())
+		d = p.Decide(l.outcome(n, areq, resp, err, wrote), now, l.deadline, l.prev, p.rand())
 	}
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode
+	} else if n == 1 {
+		status = l.firstStatus
 	}
 	if !d.Retry && resp != nil && l.idempotent && l.body.replayable && n < p.maxAttempts && readAhead(areq, resp, p.respBuffer) {
 		if rerr := readBody(resp, p.respBuffer); rerr != nil {
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
-			o.Response, o.Err = nil, rerr
 			now = p.clock.Now()
-			d = p.Decide(o, now, l.deadline, l.prev, p.rand())
+			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), now, l.deadline, l.prev, p.rand())
 		}
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
@@ -315,6 +350,16 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	}
 	l.prev = d.Wait
 	return nil, nil, errRetry
+}
+
+// outcome describes attempt n for the decision core.
+func (l *loop) outcome(n int, areq *http.Request, resp *http.Response, err error, wrote *atomic.Bool) Outcome {
+	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.replayable}
+	if err != nil {
+		_, _, o.NotSent = classifyError(err)
+		o.NotSent = o.NotSent || wrote != nil && !wrote.Load()
+	}
+	return o
 }
 
 // buildRequest returns the request for attempt n. The first attempt is the

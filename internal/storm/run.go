@@ -13,8 +13,8 @@ import (
 
 // Scenario is C clients each needing M successful GETs.
 type Scenario struct {
-	Server  ServerConfig
-	Clients int
+	Server    ServerConfig
+	Clients   int
 	PerClient int
 }
 
