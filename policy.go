@@ -1,13 +1,10 @@
 package heed
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/heed-go/heed/backoff"
 	"github.com/heed-go/heed/clock"
 	"github.com/heed-go/heed/hint"
 )
@@ -25,25 +22,8 @@ const (
 // when to retry. It is immutable once built and safe for concurrent use;
 // one Policy may serve any number of transports and [Do] calls.
 type Policy struct {
-	base           http.RoundTripper
-	maxAttempts    int
-	backoff        backoff.Strategy
-	maxWait        time.Duration
-	maxTotal       time.Duration
-	attemptTimeout time.Duration
-	statusRules    map[int]int
-	classifier     func(Outcome) Verdict
-	refresh        func(context.Context, *http.Request) error
-	autoKey        bool
-	maxBodyBuffer  int64
-	respBuffer     int64
-	errorOnFinal   bool
-	clock          clock.Clock
-	rand           func() float64
-	logger         *slog.Logger
-	loggerSet      bool
-	hooks          []Hook
-	plain          bool // no hook, classifier or time bound: RoundTrip may take its fast path
+	config
+	plain bool // no hook, classifier or time bound: RoundTrip may take its fast path
 }
 
 // NewPolicy builds a Policy from the defaults and opts. It returns an error
@@ -60,27 +40,9 @@ func NewPolicy(opts ...Option) (*Policy, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Policy{
-		base:           cfg.base,
-		maxAttempts:    cfg.maxAttempts,
-		backoff:        cfg.backoff,
-		maxWait:        cfg.maxWait,
-		maxTotal:       cfg.maxTotal,
-		attemptTimeout: cfg.attemptTimeout,
-		statusRules:    cfg.statusRules,
-		classifier:     cfg.classifier,
-		refresh:        cfg.refresh,
-		autoKey:        cfg.autoKey,
-		maxBodyBuffer:  cfg.maxBodyBuffer,
-		respBuffer:     cfg.respBuffer,
-		errorOnFinal:   cfg.errorOnFinal,
-		clock:          cfg.clock,
-		rand:           cfg.rand,
-		logger:         cfg.logger,
-		loggerSet:      cfg.loggerSet,
-		hooks:          cfg.hooks,
-		plain:          len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0,
-	}, nil
+	cfg.problems = nil
+	plain := len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0
+	return &Policy{config: cfg, plain: plain}, nil
 }
 
 // MaxAttempts returns the policy's attempt limit, the first attempt
