@@ -1,0 +1,225 @@
+// Package budget bounds retries (and hedges) to a share of the traffic, so
+// that a sustained failure cannot multiply the load on a struggling
+// dependency however many requests are retrying.
+//
+// Two forms are offered. [Ratio] is the retry budget of the seed article,
+// Finagle and Linkerd: retries may be at most a percentage of the requests
+// seen over a rolling window, plus a small floor of retries per second so a
+// quiet client can still retry. [TokenBucket] is gRPC's retry throttling: a
+// failed attempt costs a token, a success returns a fraction of one, and no
+// retries are made while the bucket is at or below half full.
+//
+// Both are safe for concurrent use, and both keep their hot path (a request
+// that succeeds) to an atomic operation without reading the clock.
+package budget
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Budget is what a retry loop asks before it retries.
+type Budget interface {
+	// Request records a new request (a first attempt).
+	Request()
+	// Outcome records how an attempt ended.
+	Outcome(failed bool)
+	// Withdraw asks, at now, to spend one retry or hedge. It reports false
+	// when the budget is spent; it is never asked for a first attempt.
+	Withdraw(now time.Time) bool
+}
+
+// ErrExhausted is the reason heed gives when a budget refuses a retry.
+var ErrExhausted = errors.New("retry budget exhausted")
+
+// Ratio allows retries up to Percent of the requests seen in the last Window,
+// plus MinPerSecond retries per second of the window regardless. It is
+// the seed's and Finagle's retry budget.
+//
+// Requests are counted with one atomic add and no clock read; they are
+// placed in the window's buckets when the budget is next asked for a retry.
+// Requests that arrived during a quiet spell longer than the window are
+// assumed spread evenly over it, and only the share inside the window
+// counts.
+type Ratio struct {
+	percent float64
+	floor   float64 // retries allowed per window regardless of traffic
+	width   time.Duration
+
+	pending atomic.Int64 // requests not yet placed in a bucket
+
+	mu       sync.Mutex
+	reqs     []float64
+	rets     []float64
+	head     int
+	headTime time.Time // start of the head bucket; zero until first use
+	last     time.Time // when pending requests were last placed
+	sumReqs  float64
+	sumRets  float64
+}
+
+// RatioConfig configures a Ratio budget.
+type RatioConfig struct {
+	// Percent is the share of requests that may be retried, in [0, 1].
+	Percent float64
+	// MinPerSecond is the floor: retries per second allowed whatever the
+	// traffic.
+	MinPerSecond float64
+	// Window is how far back requests and retries are counted.
+	Window time.Duration
+	// Buckets divides the window. Default 10.
+	Buckets int
+}
+
+// DefaultRatio is heed's default: 20% of requests, with a floor of 10
+// retries per second, over 10 s (Linkerd's defaults). 20% keeps a sustained
+// failure from adding more than a fifth to the load, yet lets every request
+// retry while failures are rare; the floor keeps a client making a few
+// requests a second from being starved of retries.
+var DefaultRatio = RatioConfig{Percent: 0.2, MinPerSecond: 10, Window: 10 * time.Second, Buckets: 10}
+
+// NewRatio returns a Ratio budget, or an error naming a bad setting.
+func NewRatio(c RatioConfig) (*Ratio, error) {
+	if c.Buckets == 0 {
+		c.Buckets = 10
+	}
+	var errs []error
+	if !(c.Percent >= 0 && c.Percent <= 1) {
+		errs = append(errs, fmt.Errorf("budget: Percent %v is outside [0, 1]", c.Percent))
+	}
+	if !(c.MinPerSecond >= 0) || math.IsInf(c.MinPerSecond, 0) {
+		errs = append(errs, fmt.Errorf("budget: MinPerSecond %v must be a non-negative number", c.MinPerSecond))
+	}
+	if c.Buckets < 1 || c.Buckets > 1000 || c.Window < time.Duration(c.Buckets) {
+		errs = append(errs, fmt.Errorf("budget: Window %v with %d buckets: need a positive window and 1 to 1000 buckets", c.Window, c.Buckets))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Ratio{
+		percent: c.Percent,
+		floor:   c.MinPerSecond * c.Window.Seconds(),
+		width:   c.Window / time.Duration(c.Buckets),
+		reqs:    make([]float64, c.Buckets),
+		rets:    make([]float64, c.Buckets),
+	}, nil
+}
+
+// Request implements Budget.
+func (r *Ratio) Request() { r.pending.Add(1) }
+
+// Outcome implements Budget; a Ratio budget does not look at outcomes.
+func (r *Ratio) Outcome(bool) {}
+
+// Withdraw implements Budget.
+func (r *Ratio) Withdraw(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.advanceLocked(now)
+	if r.sumRets+1 > r.percent*r.sumReqs+r.floor {
+		return false
+	}
+	r.rets[r.head]++
+	r.sumRets++
+	return true
+}
+
+// Counts returns the requests and retries counted in the window at now.
+func (r *Ratio) Counts(now time.Time) (requests, retries float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.advanceLocked(now)
+	return r.sumReqs, r.sumRets
+}
+
+// advanceLocked moves the window to now and places the pending requests.
+// It requires r.mu to be held.
+func (r *Ratio) advanceLocked(now time.Time) {
+	pending := float64(r.pending.Swap(0))
+	if r.headTime.IsZero() {
+		r.headTime, r.last = now, now
+	}
+	// The pending requests arrived some time in [last, now]. Assume them
+	// spread evenly and keep only the share that falls inside the window.
+	window := r.width * time.Duration(len(r.reqs))
+	if span := now.Sub(r.last); span > window {
+		pending *= float64(window) / float64(span)
+	}
+	if now.After(r.last) {
+		r.last = now
+	}
+	if steps := int64(now.Sub(r.headTime) / r.width); steps > 0 {
+		for i := int64(0); i < min(steps, int64(len(r.reqs))); i++ {
+			r.head = (r.head + 1) % len(r.reqs)
+			r.sumReqs -= r.reqs[r.head]
+			r.sumRets -= r.rets[r.head]
+			r.reqs[r.head], r.rets[r.head] = 0, 0
+		}
+		if steps >= int64(len(r.reqs)) {
+			r.sumReqs, r.sumRets = 0, 0 // the whole window passed; also clears float drift
+			r.headTime = now
+		} else {
+			r.headTime = r.headTime.Add(time.Duration(steps) * r.width)
+		}
+	}
+	r.reqs[r.head] += pending
+	r.sumReqs += pending
+}
+
+// TokenBucket is gRPC's retry throttling: it holds up to Max tokens and
+// starts full; every failed attempt takes one, every success returns Ratio;
+// retries are allowed only while more than half the tokens remain. It needs
+// no clock.
+type TokenBucket struct {
+	max, ratio int64 // in thousandths of a token
+	tokens     atomic.Int64
+}
+
+// NewTokenBucket returns a full bucket of max tokens, refilled by ratio per
+// success. Like gRPC, it accepts max in (0, 1000] and ratio in (0, max].
+func NewTokenBucket(max, ratio float64) (*TokenBucket, error) {
+	if !(max > 0 && max <= 1000) {
+		return nil, fmt.Errorf("budget: token bucket size %v is outside (0, 1000]", max)
+	}
+	if !(ratio > 0 && ratio <= max) {
+		return nil, fmt.Errorf("budget: token ratio %v is outside (0, %v]", ratio, max)
+	}
+	t := &TokenBucket{max: int64(max * 1000), ratio: int64(math.Max(1, ratio*1000))}
+	t.tokens.Store(t.max)
+	return t, nil
+}
+
+// Request implements Budget; a TokenBucket counts outcomes, not requests.
+func (t *TokenBucket) Request() {}
+
+// Outcome implements Budget.
+func (t *TokenBucket) Outcome(failed bool) {
+	for {
+		cur := t.tokens.Load()
+		next := cur + t.ratio
+		if failed {
+			next = cur - 1000
+		}
+		next = max(0, min(next, t.max))
+		if next == cur || t.tokens.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+// Withdraw implements Budget: a retry is allowed while the bucket is more
+// than half full. It spends nothing itself: the retried attempt's failure
+// will.
+func (t *TokenBucket) Withdraw(time.Time) bool { return t.tokens.Load() > t.max/2 }
+
+// Tokens returns the tokens left.
+func (t *TokenBucket) Tokens() float64 { return float64(t.tokens.Load()) / 1000 }
+
+var (
+	_ Budget = (*Ratio)(nil)
+	_ Budget = (*TokenBucket)(nil)
+)
