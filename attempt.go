@@ -15,6 +15,7 @@ const (
 	SourceRateLimitReset            // an exhausted quota's reset (X-RateLimit-Reset, RateLimit)
 	SourceBackoff                   // the backoff strategy, for want of a hint
 	SourceRefresh                   // none: retried at once after refreshing credentials
+	SourceBreaker                   // the end of the circuit breaker's open time
 )
 
 func (s WaitSource) String() string {
@@ -27,6 +28,8 @@ func (s WaitSource) String() string {
 		return "backoff"
 	case SourceRefresh:
 		return "refresh"
+	case SourceBreaker:
+		return "breaker"
 	}
 	return "none"
 }
@@ -65,6 +68,7 @@ type callKey struct{}
 type call struct {
 	context.Context
 	policy   *Policy
+	key      string // the per-key state's key, for calls made through Do
 	attempts []Attempt
 	inline   [4]Attempt // room for the usual few attempts without a second allocation
 }

@@ -23,31 +23,53 @@ import (
 // fn receives a context that tells heed clients used inside it to make a
 // single attempt each, leaving the retrying to Do. If ctx already belongs to
 // a heed retry loop, Do calls fn once.
+//
+// Do keeps its circuit breaker and retry budget under the empty key; use
+// [DoKey] to keep dependencies apart.
 func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
+	return DoKey(ctx, p, "", fn)
+}
+
+// DoKey is [Do] with the circuit breaker and retry budget of key, shared
+// with every call and request of p under the same key.
+func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
 	if p == nil {
-		var zero T
 		return zero, errors.New("heed: Do with a nil Policy")
 	}
 	if callFrom(ctx) != nil {
 		return fn(ctx)
 	}
 	c := newCall(ctx, p)
+	c.key = key
+	ks := p.keys.state(key)
 	start := p.clock.Now()
 	deadline := callDeadline(ctx, start, p.maxTotal)
-	var prev time.Duration
+	var (
+		prev time.Duration
+		v    T
+	)
 	for n := 1; ; n++ {
+		t, refused := p.admit(ks)
+		if refused != nil {
+			return v, c.doError(ErrBreakerOpen, refused, refused.Until)
+		}
+		if n == 1 && ks.budget != nil {
+			ks.budget.Request()
+		}
 		aStart := p.clock.Now()
-		v, err := fn(c)
+		var err error
+		v, err = fn(c)
 		if err == nil {
+			p.settle(ks, t, Outcome{Attempt: n}, time.Time{})
 			return v, nil
 		}
 		now := p.clock.Now()
+		o := Outcome{Attempt: n, Err: err, Idempotent: true, Replayable: true}
 		a := Attempt{Number: n, Start: aStart, Duration: now.Sub(aStart), Err: err}
-		var se *StatusError
-		if errors.As(err, &se) {
-			a.Status = se.StatusCode
-		}
+		a.Status, _ = o.status()
 		if ctx.Err() != nil {
+			p.settle(ks, t, Outcome{Err: context.Canceled}, now)
 			a.Kind = KindCanceled
 			c.attempts = append(c.attempts, a)
 			return v, c.doError(endReason(ctx), err, time.Time{})
@@ -55,10 +77,15 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 		var he *Error
 		if errors.As(err, &he) && he.call != c {
 			// A heed loop inside fn already decided; do not multiply it.
+			p.settle(ks, t, o, now)
 			c.attempts = append(c.attempts, a)
 			return v, err
 		}
-		d := p.Decide(Outcome{Attempt: n, Err: err, Idempotent: true, Replayable: true}, now, deadline, prev, p.rand())
+		d := p.Decide(o, now, deadline, prev, p.rand())
+		p.settle(ks, t, o, now)
+		if d.Retry {
+			d = p.gate(ks, d, now, deadline) // after settle: this attempt may have opened the breaker
+		}
 		a.Kind = d.Kind
 		a.Wait, a.Source = d.Wait, d.Source
 		c.attempts = append(c.attempts, a)
@@ -83,14 +110,22 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 func (c *call) doError(reason, cause error, retryAt time.Time) *Error {
 	p := c.policy
 	e := &Error{Reason: reason, Attempts: append([]Attempt(nil), c.attempts...), RetryAt: retryAt, Err: cause, call: c}
+	tierGaveUp(c.Context, reason)
 	d := Decision{Reason: reason, RetryAt: retryAt}
 	p.emitCall(c.Context, EventGiveUp, c, d, cause)
 	p.emitCall(c.Context, EventDone, c, d, e)
-	if lg := p.log(); lg != nil && lg.Enabled(c.Context, levelGiveUp) {
-		last := c.attempts[len(c.attempts)-1]
+	level := levelGiveUp
+	if len(c.attempts) == 0 {
+		level = slog.LevelDebug // refused by the breaker before any attempt
+	}
+	if lg := p.log(); lg != nil && lg.Enabled(c.Context, level) {
+		var last Attempt
+		if len(c.attempts) > 0 {
+			last = c.attempts[len(c.attempts)-1]
+		}
 		attrs := callAttrs(last.Number, p.maxAttempts, last.Err)
-		attrs = append(attrs, slog.String("reason", reason.Error()))
-		lg.LogAttrs(c.Context, levelGiveUp, "heed: giving up", attrs...)
+		attrs = append(attrs, slog.String("key", c.key), slog.String("reason", reason.Error()))
+		lg.LogAttrs(c.Context, level, "heed: giving up", attrs...)
 	}
 	return e
 }
@@ -100,14 +135,15 @@ func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d Decisi
 	if len(p.hooks) == 0 {
 		return
 	}
-	last := c.attempts[len(c.attempts)-1]
-	e := Event{
-		Kind: kind, Time: p.clock.Now(), Attempt: last.Number, MaxAttempts: p.maxAttempts,
-		Status: last.Status, Err: last.Err, ErrorKind: last.Kind,
+	e := Event{Kind: kind, Time: p.clock.Now(), Key: c.key, MaxAttempts: p.maxAttempts}
+	if len(c.attempts) > 0 {
+		last := c.attempts[len(c.attempts)-1]
+		e.Attempt, e.Status, e.Err, e.ErrorKind = last.Number, last.Status, last.Err, last.Kind
+		if kind == EventAttempt {
+			e.Duration = last.Duration
+		}
 	}
 	switch kind {
-	case EventAttempt:
-		e.Duration = last.Duration
 	case EventRetry:
 		e.Wait, e.Source, e.RetryAt = d.Wait, d.Source, d.RetryAt
 	case EventGiveUp:
@@ -122,7 +158,7 @@ func (p *Policy) logCall(ctx context.Context, c *call, d Decision) {
 	if lg := p.log(); lg != nil && lg.Enabled(ctx, levelRetry) {
 		last := c.attempts[len(c.attempts)-1]
 		attrs := callAttrs(last.Number, p.maxAttempts, last.Err)
-		attrs = append(attrs, slog.Duration("wait", d.Wait), slog.String("wait_source", d.Source.String()))
+		attrs = append(attrs, slog.String("key", c.key), slog.Duration("wait", d.Wait), slog.String("wait_source", d.Source.String()))
 		lg.LogAttrs(ctx, levelRetry, "heed: retrying", attrs...)
 	}
 }

@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heed-go/heed/breaker"
+	"github.com/heed-go/heed/budget"
 )
 
 // Reasons a call ends without success. An [*Error] matches exactly one of
@@ -29,6 +33,15 @@ var (
 	ErrDeadline = errors.New("deadline leaves no time for another attempt")
 	// ErrCanceled: the caller cancelled the call.
 	ErrCanceled = errors.New("canceled by the caller")
+	// ErrBreakerOpen: the key's circuit breaker refused the attempt; RetryAt
+	// is when it will let a probe through. It is breaker.ErrOpen.
+	ErrBreakerOpen = breaker.ErrOpen
+	// ErrBudgetExhausted: the key's retry budget refused a retry. It is
+	// budget.ErrExhausted.
+	ErrBudgetExhausted = budget.ErrExhausted
+	// ErrRetriedBelow: the server said (with Heed-Retried) that the failure
+	// is below it and was already retried there.
+	ErrRetriedBelow = errors.New("failure already retried by a tier below")
 )
 
 // Error is how heed reports a call that ended without success: what
@@ -39,9 +52,8 @@ var (
 type Error struct {
 	// Reason is why heed stopped: one of the Err* variables of this package.
 	Reason error
-	// Method and URL identify the request (the URL with userinfo and query
-	// values redacted); both are empty for calls made through Do.
-	Method, URL string
+	// Method is the request's method; empty for calls made through Do.
+	Method string
 	// Attempts lists every attempt, in order.
 	Attempts []Attempt
 	// RetryAt is when the server said it will accept again; zero if it did
@@ -51,8 +63,13 @@ type Error struct {
 	// caller's cancellation.
 	Err error
 
-	call *call // the call that decided: an outer heed loop passes its errors through
+	call *call    // the call that decided: an outer heed loop passes its errors through
+	url  *url.URL // the request's URL; redacted whenever shown
 }
+
+// RequestURL returns the request's URL with its userinfo and query values
+// redacted (see RedactURL); empty for calls made through Do.
+func (e *Error) RequestURL() string { return RedactURL(e.url) }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -60,7 +77,7 @@ func (e *Error) Error() string {
 	if e.Method != "" {
 		b.WriteString(e.Method)
 		b.WriteByte(' ')
-		b.WriteString(e.URL)
+		b.WriteString(e.RequestURL())
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Reason.Error())

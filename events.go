@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/url"
 	"time"
+
+	"github.com/heed-go/heed/breaker"
 )
 
 // EventKind names an event. This file is the one list of heed's events;
@@ -20,6 +22,9 @@ const (
 	// EventDone: the call ended; Err is nil for a response returned to the
 	// caller, even a final error status.
 	EventDone
+	// EventBreaker: the circuit breaker of Key changed from From to To;
+	// RetryAt is when an open breaker will let probes through.
+	EventBreaker
 )
 
 func (k EventKind) String() string {
@@ -32,6 +37,8 @@ func (k EventKind) String() string {
 		return "give_up"
 	case EventDone:
 		return "done"
+	case EventBreaker:
+		return "breaker"
 	}
 	return "unknown"
 }
@@ -41,7 +48,8 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind EventKind
 	Time time.Time
-	// Key is the host the request went to; empty for calls made through Do.
+	// Key is the key of the request's per-key state: its host by default,
+	// or what WithKeyFunc or DoKey chose.
 	Key    string
 	Method string
 	// URL is the request's URL as sent. It may hold secrets: pass it through
@@ -66,6 +74,8 @@ type Event struct {
 	// Duration is the attempt's duration (EventAttempt) or the call's
 	// (EventDone).
 	Duration time.Duration
+	// From and To are the breaker's states before and after (EventBreaker).
+	From, To breaker.State
 }
 
 // Hook receives heed's events. It is called synchronously on the request's

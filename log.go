@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/heed-go/heed/breaker"
 )
 
 // redacted replaces secrets in logged URLs.
@@ -51,11 +53,11 @@ func (l *loop) fail(areq *http.Request, reason, cause error, retryAt time.Time) 
 	e := &Error{
 		Reason:   reason,
 		Method:   l.method,
-		URL:      RedactURL(areq.URL),
 		Attempts: append([]Attempt(nil), c.attempts...),
 		RetryAt:  retryAt,
 		Err:      cause,
 		call:     c,
+		url:      areq.URL,
 	}
 	l.giveUp(areq, reason, retryAt)
 	if len(l.p.hooks) > 0 {
@@ -71,27 +73,47 @@ func lastStatus(as []Attempt) int {
 	return as[len(as)-1].Status
 }
 
-// giveUp logs and reports that heed stopped retrying for reason.
+// refused ends a call whose breaker refused attempt n. A first attempt
+// refused costs no allocation beyond the error: the call keeps no record.
+func (l *loop) refused(n int, oe *breaker.OpenError) *Error {
+	if n > 1 {
+		return l.fail(l.req, ErrBreakerOpen, oe, oe.Until)
+	}
+	e := &Error{Reason: ErrBreakerOpen, Method: l.method, RetryAt: oe.Until, Err: oe, url: l.req.URL}
+	l.giveUp(l.req, ErrBreakerOpen, oe.Until)
+	if len(l.p.hooks) > 0 {
+		l.emitDone(l.req, 0, e)
+	}
+	return e
+}
+
+// giveUp logs and reports that heed stopped retrying for reason, and tells
+// the tier serving the request, if any, that its dependency failed.
 func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
 	p := l.p
+	tierGaveUp(l.ctx, reason)
 	var last Attempt
 	if l.c != nil && len(l.c.attempts) > 0 {
 		last = l.c.attempts[len(l.c.attempts)-1]
 	}
+	level := levelGiveUp
+	if last.Number == 0 {
+		level = slog.LevelDebug // refused before any attempt: the breaker's change was logged
+	}
 	if len(p.hooks) > 0 {
 		p.emit(l.ctx, Event{
-			Kind: EventGiveUp, Time: p.clock.Now(), Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+			Kind: EventGiveUp, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: areq.URL,
 			Attempt: last.Number, MaxAttempts: p.maxAttempts, Status: last.Status, Err: last.Err,
 			ErrorKind: last.Kind, Reason: reason, RetryAt: retryAt,
 		})
 	}
-	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, levelGiveUp) {
+	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, level) {
 		attrs := requestAttrs(l.method, areq.URL, last.Number, p.maxAttempts, last.Status, last.Err)
-		attrs = append(attrs, slog.String("reason", reason.Error()))
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", reason.Error()))
 		if !retryAt.IsZero() {
 			attrs = append(attrs, slog.Time("retry_at", retryAt))
 		}
-		lg.LogAttrs(l.ctx, levelGiveUp, "heed: giving up", attrs...)
+		lg.LogAttrs(l.ctx, level, "heed: giving up", attrs...)
 	}
 }
 
@@ -100,7 +122,7 @@ func (l *loop) retrying(areq *http.Request, n, status int, err error, d Decision
 	p := l.p
 	if len(p.hooks) > 0 {
 		p.emit(l.ctx, Event{
-			Kind: EventRetry, Time: p.clock.Now(), Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+			Kind: EventRetry, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: areq.URL,
 			Attempt: n, MaxAttempts: p.maxAttempts, Status: status, Err: err, ErrorKind: d.Kind,
 			Wait: d.Wait, Source: d.Source, RetryAt: d.RetryAt,
 		})
@@ -141,7 +163,7 @@ func callAttrs(n, max int, err error) []slog.Attr {
 func (l *loop) emitAttempt(areq *http.Request, n, status int, err error, kind ErrorKind, took time.Duration) {
 	p := l.p
 	p.emit(l.ctx, Event{
-		Kind: EventAttempt, Time: p.clock.Now(), Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+		Kind: EventAttempt, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: areq.URL,
 		Attempt: n, MaxAttempts: p.maxAttempts, Status: status, Err: err, ErrorKind: kind, Duration: took,
 	})
 }
@@ -150,7 +172,7 @@ func (l *loop) emitDone(areq *http.Request, status int, err error) {
 	p := l.p
 	now := p.clock.Now()
 	p.emit(l.ctx, Event{
-		Kind: EventDone, Time: now, Key: areq.URL.Host, Method: l.method, URL: areq.URL,
+		Kind: EventDone, Time: now, Key: l.ks.key, Method: l.method, URL: areq.URL,
 		Attempt: l.n, MaxAttempts: p.maxAttempts, Status: status, Err: err, Duration: now.Sub(l.start),
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/heed-go/heed/backoff"
+	"github.com/heed-go/heed/breaker"
+	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/clock"
 )
 
@@ -50,37 +52,57 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	base           http.RoundTripper
-	maxAttempts    int
-	backoff        backoff.Strategy
-	maxWait        time.Duration
-	maxTotal       time.Duration
-	attemptTimeout time.Duration
-	statusRules    map[int]int // status -> max attempts for it (0 = policy max); absent = not retried
-	classifier     func(Outcome) Verdict
-	refresh        func(context.Context, *http.Request) error
-	autoKey        bool
-	maxBodyBuffer  int64
-	respBuffer     int64
-	errorOnFinal   bool
-	clock          clock.Clock
-	rand           func() float64
-	logger         *slog.Logger
-	loggerSet      bool
-	hooks          []Hook
-	problems       []error // bad values met while applying options
+	base            http.RoundTripper
+	maxAttempts     int
+	backoff         backoff.Strategy
+	maxWait         time.Duration
+	maxTotal        time.Duration
+	attemptTimeout  time.Duration
+	statusRules     map[int]int // status -> max attempts for it (0 = policy max); absent = not retried
+	classifier      func(Outcome) Verdict
+	refresh         func(context.Context, *http.Request) error
+	autoKey         bool
+	maxBodyBuffer   int64
+	respBuffer      int64
+	errorOnFinal    bool
+	clock           clock.Clock
+	rand            func() float64
+	logger          *slog.Logger
+	loggerSet       bool
+	hooks           []Hook
+	keyFunc         func(*http.Request) string
+	maxKeys         int
+	breakerOn       bool
+	breakerSettings breaker.Settings
+	breakerCounter  func(Outcome, breaker.Outcome) breaker.Outcome
+	newBudget       func(key string) budget.Budget
+	tierHeaders     bool
+	problems        []error // bad values met while applying options
 }
 
 func defaultConfig() config {
 	return config{
-		maxAttempts:   DefaultMaxAttempts,
-		backoff:       DefaultBackoff,
-		maxWait:       DefaultMaxWait,
-		statusRules:   defaultStatusRules(),
-		maxBodyBuffer: DefaultMaxBodyBuffer,
-		respBuffer:    DefaultResponseBuffer,
-		clock:         clock.Real(),
-		rand:          rand.Float64,
+		maxAttempts:     DefaultMaxAttempts,
+		backoff:         DefaultBackoff,
+		maxWait:         DefaultMaxWait,
+		statusRules:     defaultStatusRules(),
+		maxBodyBuffer:   DefaultMaxBodyBuffer,
+		respBuffer:      DefaultResponseBuffer,
+		clock:           clock.Real(),
+		rand:            rand.Float64,
+		maxKeys:         DefaultMaxKeys,
+		breakerOn:       true,
+		breakerSettings: DefaultBreaker,
+		newBudget:       ratioBudget(budget.DefaultRatio),
+		tierHeaders:     true,
+	}
+}
+
+// ratioBudget returns a factory of Ratio budgets; c has been checked.
+func ratioBudget(c budget.RatioConfig) func(string) budget.Budget {
+	return func(string) budget.Budget {
+		b, _ := budget.NewRatio(c)
+		return b
 	}
 }
 
@@ -114,6 +136,11 @@ func (c *config) validate() error {
 	}
 	if c.maxTotal > 0 && c.attemptTimeout > c.maxTotal {
 		add("WithAttemptTimeout(%v) is longer than WithMaxTotal(%v)", c.attemptTimeout, c.maxTotal)
+	}
+	if c.breakerOn {
+		if _, err := breaker.New(c.breakerSettings); err != nil {
+			errs = append(errs, fmt.Errorf("heed: WithBreaker: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -351,4 +378,107 @@ func WithHook(h Hook) Option {
 		}
 		c.hooks = append(c.hooks, h)
 	})
+}
+
+// WithKeyFunc sets how requests are grouped for the state heed keeps per
+// key: the circuit breaker and the retry budget. The default key is the
+// request's host (with its port). Return a route or a tenant to keep them
+// apart; keep the number of distinct keys bounded (see [WithMaxKeys]).
+func WithKeyFunc(f func(*http.Request) string) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithKeyFunc(nil): need a function")
+			return
+		}
+		c.keyFunc = f
+	})
+}
+
+// WithMaxKeys bounds how many keys get state of their own; the keys beyond
+// share one. Default [DefaultMaxKeys].
+func WithMaxKeys(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 {
+			c.problem("WithMaxKeys(%d): need at least 1", n)
+			return
+		}
+		c.maxKeys = n
+	})
+}
+
+// WithBreaker sets the circuit breaker kept per key. The default is
+// [DefaultBreaker]; zero fields take breaker's defaults.
+func WithBreaker(s breaker.Settings) Option {
+	return optionFunc(func(c *config) { c.breakerOn, c.breakerSettings = true, s })
+}
+
+// WithoutBreaker turns the circuit breaker off.
+func WithoutBreaker() Option {
+	return optionFunc(func(c *config) { c.breakerOn = false })
+}
+
+// WithBreakerCounter lets f decide how an attempt's outcome counts for the
+// breaker. f gets heed's own verdict (see docs/resilience.md) and returns
+// the one to use.
+func WithBreakerCounter(f func(o Outcome, verdict breaker.Outcome) breaker.Outcome) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithBreakerCounter(nil): need a function")
+			return
+		}
+		c.breakerCounter = f
+	})
+}
+
+// WithRetryBudget sets the ratio retry budget kept per key. The default is
+// [budget.DefaultRatio]: 20% of requests plus 10 retries a second, over 10 s.
+func WithRetryBudget(r budget.RatioConfig) Option {
+	return optionFunc(func(c *config) {
+		if _, err := budget.NewRatio(r); err != nil {
+			c.problem("WithRetryBudget: %v", err)
+			return
+		}
+		c.newBudget = ratioBudget(r)
+	})
+}
+
+// WithTokenBucketBudget replaces the ratio budget with gRPC's retry
+// throttling: a bucket of max tokens per key, a failed attempt costs one, a
+// success returns ratio, and retries stop at half full.
+func WithTokenBucketBudget(max, ratio float64) Option {
+	return optionFunc(func(c *config) {
+		if _, err := budget.NewTokenBucket(max, ratio); err != nil {
+			c.problem("WithTokenBucketBudget(%v, %v): %v", max, ratio, err)
+			return
+		}
+		c.newBudget = func(string) budget.Budget {
+			b, _ := budget.NewTokenBucket(max, ratio)
+			return b
+		}
+	})
+}
+
+// WithBudgetFunc sets a function that makes the budget for each key, for
+// budgets of your own or shared ones.
+func WithBudgetFunc(f func(key string) budget.Budget) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithBudgetFunc(nil): need a function")
+			return
+		}
+		c.newBudget = f
+	})
+}
+
+// WithoutRetryBudget turns the retry budget off: only the attempt limit
+// bounds retries.
+func WithoutRetryBudget() Option {
+	return optionFunc(func(c *config) { c.newBudget = nil })
+}
+
+// WithTierHeaders turns the cross-tier protocol's request headers on or off
+// (on by default): Heed-Attempt on retries and Heed-Timeout when the call has
+// a deadline. See docs/protocol.md.
+func WithTierHeaders(on bool) Option {
+	return optionFunc(func(c *config) { c.tierHeaders = on })
 }

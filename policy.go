@@ -19,11 +19,13 @@ const (
 )
 
 // Policy holds heed's settings and decides, attempt by attempt, whether and
-// when to retry. It is immutable once built and safe for concurrent use;
-// one Policy may serve any number of transports and [Do] calls.
+// when to retry. Its settings are immutable once built; the state it keeps
+// per key (a circuit breaker and a retry budget) is shared by every
+// transport and [Do] call using it. It is safe for concurrent use.
 type Policy struct {
 	config
-	plain bool // no hook, classifier or time bound: RoundTrip may take its fast path
+	plain bool      // no hook, classifier or time bound: RoundTrip may take its fast path
+	keys  *registry // state per key: breakers and budgets
 }
 
 // NewPolicy builds a Policy from the defaults and opts. It returns an error
@@ -42,7 +44,9 @@ func NewPolicy(opts ...Option) (*Policy, error) {
 	}
 	cfg.problems = nil
 	plain := len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0
-	return &Policy{config: cfg, plain: plain}, nil
+	p := &Policy{config: cfg, plain: plain}
+	p.keys = newRegistry(p)
+	return p, nil
 }
 
 // MaxAttempts returns the policy's attempt limit, the first attempt
@@ -99,6 +103,10 @@ func (p *Policy) Decide(o Outcome, now, deadline time.Time, prev time.Duration, 
 		d.Reason = reasonFor(o, status)
 		return d
 	case Default:
+		if status >= 400 && len(header[HeaderRetried]) > 0 {
+			d.Reason = ErrRetriedBelow // a tier below retried already
+			return d
+		}
 		switch {
 		case status != 0:
 			n, ok := p.statusRules[status]

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/clock"
 )
 
@@ -77,24 +78,36 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if callFrom(req.Context()) != nil {
 		return t.send(req) // an outer heed loop does the retrying
 	}
-	l := loop{t: t, p: t.p, req: req}
-	if t.p.plain && (req.Body == nil || req.Body == http.NoBody) && idempotentMethod(req.Method) {
+	p := t.p
+	l := loop{t: t, p: p, req: req, ks: p.keys.state(p.keyFor(req))}
+	if p.plain && (req.Body == nil || req.Body == http.NoBody) && idempotentMethod(req.Method) && !(p.tierHeaders && hasDeadline(req.Context())) {
 		// The common case, a bodiless idempotent request under a policy
 		// with no hook, classifier or time bound, skips the loop's set-up
-		// when its first attempt succeeds.
-		resp, err := t.send(req)
-		if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
-			if !t.p.readsAhead(req, resp) {
-				return resp, nil
+		// when its breaker lets it through and its first attempt succeeds.
+		if tk, refused := p.admit(l.ks); refused == nil {
+			l.requested()
+			resp, err := t.send(req)
+			if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
+				if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
+					p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
+					return resp, nil
+				}
+				// Cut short: a transport failure after all.
+				l.firstStatus, resp, err = resp.StatusCode, nil, errCutShort
 			}
-			if err = readBody(resp, t.p.respBuffer); err == nil {
-				return resp, nil
-			}
-			l.firstStatus, resp = resp.StatusCode, nil // cut short: a transport failure after all
+			l.sent, l.ticket, l.firstResp, l.firstErr = true, tk, resp, err
 		}
-		l.sent, l.firstResp, l.firstErr = true, resp, err
 	}
 	return l.run()
+}
+
+// errCutShort stands for a body the fast path found cut short; the loop
+// classifies it like readBody's own error.
+var errCutShort = &truncatedError{io.ErrUnexpectedEOF}
+
+func hasDeadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
 }
 
 // readsAhead reports whether heed reads resp's body inside the attempt of a
@@ -146,6 +159,9 @@ type loop struct {
 	didRefresh bool
 	n          int // the current attempt's number
 
+	ks     *keyState
+	ticket breaker.Ticket // the breaker's permission for the current attempt
+
 	// The first attempt, when RoundTrip's fast path already made it.
 	sent        bool
 	firstResp   *http.Response
@@ -172,6 +188,14 @@ func (l *loop) getCall() *call {
 		l.c = newCall(l.ctx, l.p)
 	}
 	return l.c
+}
+
+// requested counts the logical request in the key's budget, once its first
+// attempt is let through.
+func (l *loop) requested() {
+	if l.ks.budget != nil {
+		l.ks.budget.Request()
+	}
 }
 
 func (l *loop) record(a Attempt) {
@@ -248,6 +272,14 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	if n == 1 && l.sent {
 		areq, resp, err = l.req, l.firstResp, l.firstErr
 	} else {
+		tk, refused := p.admit(l.ks)
+		if refused != nil {
+			return nil, nil, l.refused(n, refused)
+		}
+		if n == 1 {
+			l.requested()
+		}
+		l.ticket = tk
 		areq, stop, wrote, err = l.buildRequest(n)
 		if err != nil {
 			return nil, stop, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
@@ -267,6 +299,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 
 	// The caller gave up (or WithMaxTotal ran out): stop now.
 	if ctxErr := l.ctx.Err(); ctxErr != nil {
+		p.settle(l.ks, l.ticket, Outcome{Err: context.Canceled}, time.Time{}) // says nothing of the dependency
 		a := Attempt{Number: n, Start: aStart, Duration: since(aStart, p.clock.Now()), Kind: KindCanceled}
 		if resp != nil {
 			a.Status = resp.StatusCode
@@ -285,6 +318,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	}
 	// A failure a heed loop below has already decided on passes through.
 	if handledBelow(resp, err, l.c) {
+		p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), time.Time{})
 		if resp != nil && (stop != nil || l.total.timer != nil) {
 			l.releaseOnClose(resp, stop)
 		}
@@ -313,6 +347,10 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			now = p.clock.Now()
 			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), now, l.deadline, l.prev, p.rand())
 		}
+	}
+	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
+	if d.Retry {
+		d = p.gate(l.ks, d, now, l.deadline) // after settle: this attempt may have opened the breaker
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
 		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind})
@@ -369,7 +407,8 @@ func (l *loop) outcome(n int, areq *http.Request, resp *http.Response, err error
 func (l *loop) buildRequest(n int) (*http.Request, *stopper, *atomic.Bool, error) {
 	p, req := l.p, l.req
 	needTrace := !l.idempotent
-	if n == 1 && !l.body.copied && !l.newHeader && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 {
+	tiered := p.tierHeaders && (n > 1 || !l.deadline.IsZero())
+	if n == 1 && !l.body.copied && !l.newHeader && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 && !tiered {
 		return req, nil, nil, nil
 	}
 	var ctx context.Context = l.getCall()
@@ -388,6 +427,9 @@ func (l *loop) buildRequest(n int) (*http.Request, *stopper, *atomic.Bool, error
 	}
 	areq := req.WithContext(ctx)
 	areq.Header = l.header
+	if tiered {
+		areq.Header = tierHeaders(l.header, n, l.deadline, p.clock.Now())
+	}
 	b, err := l.body.next(n)
 	if err != nil {
 		stop.stop()
@@ -399,10 +441,18 @@ func (l *loop) buildRequest(n int) (*http.Request, *stopper, *atomic.Bool, error
 	return areq, stop, wrote, nil
 }
 
+// endsWithError reports the reasons that end a call with an error even
+// when the last attempt got a response: heed chose not to retry a response
+// it otherwise would have (the wait was too long, the deadline too close,
+// the budget spent, the breaker open).
+func endsWithError(reason error) bool {
+	return reason == ErrWaitTooLong || reason == ErrDeadline || reason == ErrBudgetExhausted || reason == ErrBreakerOpen
+}
+
 // final ends the call with resp or err after decision d.
 func (l *loop) final(areq *http.Request, resp *http.Response, err error, d Decision, stop *stopper) (*http.Response, *stopper, error) {
 	p := l.p
-	if resp == nil || d.Reason != nil && (p.errorOnFinal || d.Reason == ErrWaitTooLong || d.Reason == ErrDeadline) {
+	if resp == nil || d.Reason != nil && (p.errorOnFinal || endsWithError(d.Reason)) {
 		cause := err
 		if resp != nil {
 			cause = &StatusError{StatusCode: resp.StatusCode, Header: resp.Header}

@@ -1,0 +1,217 @@
+package heed
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heed-go/heed/breaker"
+	"github.com/heed-go/heed/budget"
+	"github.com/heed-go/heed/hint"
+)
+
+// DefaultMaxKeys bounds how many keys get state of their own; further keys
+// share one overflow state, so a key function that returns unbounded values
+// (a full URL, say) cannot grow memory without bound.
+const DefaultMaxKeys = 4096
+
+// overflowKey names the state shared by keys past the limit.
+const overflowKey = "(other)"
+
+// DefaultBreaker is heed's default circuit breaker: open after 5
+// consecutive failures, for 30 s, doubling (up to 5 min) each time a probe
+// fails; one probe at a time when half-open. The seed's fail_max=5 and
+// reset_timeout=30.
+var DefaultBreaker = breaker.Settings{ConsecutiveFailures: 5, OpenTimeout: 30 * time.Second, MaxOpenTimeout: 5 * time.Minute, HalfOpenProbes: 1}
+
+// keyState is the state heed shares between all requests to one key.
+type keyState struct {
+	key     string
+	breaker *breaker.Breaker // nil when breakers are off
+	budget  budget.Budget    // nil when budgets are off
+}
+
+// registry maps keys to their state. Reads, on every request, load an
+// immutable map without locking or allocating; a new key copies the map
+// under a lock, which happens once per key.
+type registry struct {
+	p        *Policy
+	m        atomic.Pointer[map[string]*keyState]
+	mu       sync.Mutex // serialises writers
+	overflow *keyState
+}
+
+func newRegistry(p *Policy) *registry {
+	r := &registry{p: p}
+	m := make(map[string]*keyState)
+	r.m.Store(&m)
+	return r
+}
+
+// state returns the state of key, creating it on first use.
+func (r *registry) state(key string) *keyState {
+	if ks := (*r.m.Load())[key]; ks != nil {
+		return ks
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.m.Load()
+	if ks := old[key]; ks != nil {
+		return ks
+	}
+	if len(old) >= r.p.maxKeys {
+		if r.overflow == nil {
+			r.overflow = r.p.newKeyState(overflowKey)
+		}
+		return r.overflow
+	}
+	ks := r.p.newKeyState(key)
+	m := make(map[string]*keyState, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[key] = ks
+	r.m.Store(&m)
+	return ks
+}
+
+func (p *Policy) newKeyState(key string) *keyState {
+	ks := &keyState{key: key}
+	if p.breakerOn {
+		s := p.breakerSettings
+		user := s.OnStateChange
+		s.OnStateChange = func(c breaker.Change) {
+			p.breakerChanged(key, c)
+			if user != nil {
+				user(c)
+			}
+		}
+		ks.breaker, _ = breaker.New(s) // settings were checked by NewPolicy
+	}
+	if p.newBudget != nil {
+		ks.budget = p.newBudget(key)
+	}
+	return ks
+}
+
+// keyFor returns the key of a request: its host by default.
+func (p *Policy) keyFor(req *http.Request) string {
+	if p.keyFunc != nil {
+		return p.keyFunc(req)
+	}
+	return req.URL.Host
+}
+
+// breakerChanged reports a change of a key's breaker, outside the
+// breaker's lock.
+func (p *Policy) breakerChanged(key string, c breaker.Change) {
+	if len(p.hooks) > 0 {
+		p.emit(context.Background(), Event{Kind: EventBreaker, Time: c.At, Key: key, From: c.From, To: c.To, RetryAt: c.Until})
+	}
+	if lg := p.log(); lg != nil {
+		level := slog.LevelInfo
+		if c.To == breaker.Open {
+			level = slog.LevelWarn
+		}
+		if lg.Enabled(context.Background(), level) {
+			attrs := []slog.Attr{slog.String("key", key), slog.String("from", c.From.String()), slog.String("to", c.To.String())}
+			if !c.Until.IsZero() {
+				attrs = append(attrs, slog.Time("until", c.Until))
+			}
+			lg.LogAttrs(context.Background(), level, "heed: circuit breaker "+c.To.String(), attrs...)
+		}
+	}
+}
+
+// admit asks the key's breaker to let an attempt through. The clock is read
+// only when the breaker needs it: a closed breaker in consecutive mode
+// decides without the time.
+func (p *Policy) admit(ks *keyState) (breaker.Ticket, *breaker.OpenError) {
+	b := ks.breaker
+	if b == nil {
+		return breaker.Ticket{}, nil
+	}
+	var now time.Time
+	if b.State() != breaker.Closed || b.NeedsTime() {
+		now = p.clock.Now()
+	}
+	t, err := b.Allow(now)
+	if err != nil {
+		return t, err.(*breaker.OpenError)
+	}
+	return t, nil
+}
+
+// settle reports an attempt's outcome to the key's breaker and budget.
+func (p *Policy) settle(ks *keyState, t breaker.Ticket, o Outcome, now time.Time) {
+	if ks.breaker == nil && ks.budget == nil {
+		return
+	}
+	count := p.breakerCount(o)
+	if ks.budget != nil {
+		ks.budget.Outcome(count == breaker.Failure)
+	}
+	if b := ks.breaker; b != nil {
+		if now.IsZero() && (count != breaker.Success || b.NeedsTime() || b.State() != breaker.Closed) {
+			now = p.clock.Now()
+		}
+		b.Record(t, now, count)
+	}
+}
+
+// breakerCount decides how an outcome counts for the breaker: transport
+// failures and 5xx count as failures; the caller's cancellation and client
+// errors (4xx but 408 and 429) do not count; a 429 counts only when it
+// carries no usable hint, or one longer than the wait cap (the seed's
+// rule). A WithBreakerCounter function has the last word.
+func (p *Policy) breakerCount(o Outcome) breaker.Outcome {
+	status, header := o.status()
+	def := breaker.Success
+	switch {
+	case o.Err != nil && status == 0:
+		def = breaker.Failure
+		if kind, _, _ := classifyError(o.Err); kind == KindCanceled {
+			def = breaker.Ignore
+		}
+	case status >= 500, status == http.StatusRequestTimeout:
+		def = breaker.Failure
+	case status == http.StatusTooManyRequests:
+		def = breaker.Failure
+		if d, ok := hint.RetryAfter(header, p.clock.Now()); ok && d <= p.maxWait {
+			def = breaker.Ignore
+		}
+	case status >= 400:
+		def = breaker.Ignore
+	}
+	if p.breakerCounter != nil {
+		return p.breakerCounter(o, def)
+	}
+	return def
+}
+
+// gate applies the budget and the breaker to a decision to retry: a retry
+// the budget refuses ends the call at once, and an open breaker stretches
+// the wait to its end, under the same cap and deadline as a server's hint.
+func (p *Policy) gate(ks *keyState, d Decision, now, deadline time.Time) Decision {
+	if !d.Retry {
+		return d
+	}
+	if ks.breaker != nil {
+		if until, open := ks.breaker.OpenUntil(); open {
+			need := until.Sub(now)
+			switch {
+			case need > p.maxWait || !deadline.IsZero() && !until.Before(deadline):
+				return Decision{Reason: ErrBreakerOpen, RetryAt: until, Kind: d.Kind}
+			case need > d.Wait:
+				d.Wait, d.Source = need, SourceBreaker
+			}
+		}
+	}
+	if ks.budget != nil && !ks.budget.Withdraw(now) {
+		return Decision{Reason: ErrBudgetExhausted, Kind: d.Kind}
+	}
+	return d
+}

@@ -1,0 +1,204 @@
+package heed_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/heedtest"
+)
+
+// tier is a service behind heed.Middleware that calls next through its own
+// heed client and answers 502 when that call fails.
+func tier(t *testing.T, next string, opts ...heed.Option) *httptest.Server {
+	t.Helper()
+	c, _ := client(t, opts...)
+	srv := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", next, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestTierHeadersSent(t *testing.T) {
+	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503), heedtest.Status(503), heedtest.OK("")})
+	c, _ := client(t)
+
+	// No deadline: the first attempt carries nothing, retries their number.
+	resp, _, err := get(t, c, srv.URL)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatal(resp, err)
+	}
+	reqs := srv.Requests()
+	for i, want := range []string{"", "2", "3"} {
+		if got := reqs[i].Header.Get(heed.HeaderAttempt); got != want {
+			t.Errorf("attempt %d: %s %q, want %q", i+1, heed.HeaderAttempt, got, want)
+		}
+		if got := reqs[i].Header.Get(heed.HeaderTimeout); got != "" {
+			t.Errorf("attempt %d carries %s %q without a deadline", i+1, heed.HeaderTimeout, got)
+		}
+	}
+
+	// A deadline travels as the time left, in milliseconds.
+	// (The context's deadline is on the wall clock, so this client's fake
+	// clock starts at the wall clock's now.)
+	srv2 := heedtest.NewServer(t, []heedtest.Step{heedtest.OK("")})
+	clk := heedtest.NewClock(time.Now())
+	c, err = heed.NewClient(heed.WithClock(clk), heed.WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(1500*time.Millisecond))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv2.URL, nil)
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := srv2.Requests()[0].Header.Get(heed.HeaderTimeout); got != "1500" {
+		t.Fatalf("%s = %q, want 1500", heed.HeaderTimeout, got)
+	}
+	if req.Header.Get(heed.HeaderTimeout) != "" {
+		t.Fatal("the caller's request was changed")
+	}
+
+	// And the protocol can be switched off.
+	srv3 := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503), heedtest.OK("")})
+	c3, _ := client(t, heed.WithTierHeaders(false))
+	if _, _, err := get(t, c3, srv3.URL); err != nil {
+		t.Fatal(err)
+	}
+	if srv3.Requests()[1].Header.Get(heed.HeaderAttempt) != "" {
+		t.Fatal("attempt header sent with the protocol off")
+	}
+}
+
+func TestMiddlewareDeadline(t *testing.T) {
+	var left time.Duration
+	srv := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dl, ok := r.Context().Deadline(); ok {
+			left = time.Until(dl)
+		}
+	})))
+	defer srv.Close()
+	for _, v := range []string{"2000", "-5", "abc", "99999999999999"} {
+		left = 0
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header.Set(heed.HeaderTimeout, v)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch v {
+		case "2000":
+			if left <= time.Second || left > 2*time.Second {
+				t.Errorf("deadline %v left, want about 2s", left)
+			}
+		case "-5", "abc":
+			if left != 0 {
+				t.Errorf("%q set a deadline", v)
+			}
+		default:
+			if left > 24*time.Hour {
+				t.Errorf("%q set a deadline %v away, past the day's cap", v, left)
+			}
+		}
+	}
+}
+
+// A retry from upstream: the tier's own heed calls make one attempt each.
+func TestMiddlewareRetryMakesSingleAttempts(t *testing.T) {
+	bottom := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
+	mid := tier(t, bottom.URL)
+	req, _ := http.NewRequest("GET", mid.URL, nil)
+	req.Header.Set(heed.HeaderAttempt, "2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if bottom.Count() != 1 || resp.StatusCode != 503 {
+		t.Fatalf("bottom saw %d requests, tier answered %d", bottom.Count(), resp.StatusCode)
+	}
+	if resp.Header.Get(heed.HeaderRetried) != "" {
+		t.Fatal("a deferred failure was marked as retried: the caller would not retry it")
+	}
+}
+
+// The tier closest to the failure retries; the one above sees the mark and
+// does not.
+func TestOnlyClosestTierRetries(t *testing.T) {
+	bottom := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
+	mid := tier(t, bottom.URL, heed.WithoutBreaker())
+	c, _ := client(t, heed.WithoutBreaker())
+	resp, err := c.Get(mid.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get(heed.HeaderRetried); got != "exhausted" {
+		t.Fatalf("%s = %q, want exhausted", heed.HeaderRetried, got)
+	}
+	if n := len(heed.Attempts(resp)); n != 1 {
+		t.Fatalf("the top retried a marked failure: %d attempts", n)
+	}
+	if bottom.Count() != heed.DefaultMaxAttempts {
+		t.Fatalf("bottom saw %d requests, want the middle tier's %d", bottom.Count(), heed.DefaultMaxAttempts)
+	}
+
+	// A heed client told the failure was retried below gives up with that
+	// reason when it must return an error.
+	c2, _ := client(t, heed.WithoutBreaker(), heed.WithErrorOnExhausted())
+	_, err = c2.Get(mid.URL)
+	if !errors.Is(err, heed.ErrRetriedBelow) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A client that is not heed sees an ordinary error response with one more
+// header, and a tier without heed calls behaves as without the middleware.
+func TestMiddlewareTransparent(t *testing.T) {
+	srv := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Attempt-Seen", r.Header.Get(heed.HeaderAttempt))
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, "short and stout")
+	})))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 418 || string(b) != "short and stout" || resp.Header.Get(heed.HeaderRetried) != "" {
+		t.Fatalf("%d %q %v", resp.StatusCode, b, resp.Header)
+	}
+}
+
+func TestTierReasons(t *testing.T) {
+	bottom := heedtest.NewServer(t, []heedtest.Step{heedtest.RetryAfter(503, 3600)})
+	mid := tier(t, bottom.URL)
+	resp, err := http.Get(mid.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get(heed.HeaderRetried); got != "wait" {
+		t.Fatalf("%s = %q, want wait", heed.HeaderRetried, got)
+	}
+}
