@@ -84,7 +84,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		d := p.Decide(o, now, deadline, prev, p.rand())
 		p.settle(ks, t, o, now)
 		if d.Retry {
-			d = p.gate(ks, d, now, deadline) // after settle: this attempt may have opened the breaker
+			d = p.gate(ks, d, a.Status, now, deadline) // after settle: this attempt may have opened the breaker
 		}
 		a.Kind = d.Kind
 		a.Wait, a.Source = d.Wait, d.Source

@@ -74,9 +74,23 @@
 // Idempotency-Key header. That re-send happens below heed and is not
 // counted as a heed attempt.
 //
+// # Breaker, budget and tiers
+//
+// Every key (the request's host by default, see [WithKeyFunc]) has a
+// circuit breaker and a retry budget, shared by all requests of a Policy.
+// The breaker opens after 5 consecutive failures and fails calls fast for
+// 30 s, then lets one probe through ([WithBreaker], [ErrBreakerOpen]). The
+// budget lets retries be at most 20% of the requests, plus 10 a second
+// ([WithRetryBudget], [ErrBudgetExhausted]). A heed client tells the server
+// the attempt number and the time left ([HeaderAttempt], [HeaderTimeout]);
+// a server wrapped in [Middleware] passes the deadline on, makes single
+// attempts when its caller is retrying, and marks a failure it already
+// retried ([HeaderRetried]), which heed clients do not retry again. See
+// docs/resilience.md and docs/protocol.md.
+//
 // # Other calls
 //
-// [Do] runs any func(ctx) (T, error) under the same policy, classifying
+// [Do] and [DoKey] run any func(ctx) (T, error) under the same policy, classifying
 // errors: transient network errors, [*StatusError] from [CheckStatus], and
 // errors marked with [Retryable] or [RetryAfter] are retried.
 //

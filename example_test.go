@@ -157,3 +157,55 @@ func ExampleRedactURL() {
 	fmt.Println(heed.RedactURL(u))
 	// Output: https://REDACTED@api.example/v1/search?q=REDACTED&api_key=REDACTED
 }
+
+// A tier closest to a failure retries it and says so; the caller does not
+// retry it again.
+func ExampleMiddleware() {
+	down := heedtest.NewServer(nil, []heedtest.Step{heedtest.Status(503)})
+	defer down.Close()
+
+	clk := heedtest.NewClock(time.Now()).AutoAdvance()
+	inner, _ := heed.NewClient(heed.WithClock(clk), heed.WithLogger(nil))
+	tier := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", down.URL, nil)
+		resp, err := inner.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+	})))
+	defer tier.Close()
+
+	outer, _ := heed.NewClient(heed.WithClock(clk), heed.WithLogger(nil))
+	resp, err := outer.Get(tier.URL)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, resp.Header.Get(heed.HeaderRetried))
+	fmt.Println("attempts by the caller:", len(heed.Attempts(resp)))
+	fmt.Println("requests to the failing service:", down.Count())
+	// Output:
+	// 503 exhausted
+	// attempts by the caller: 1
+	// requests to the failing service: 6
+}
+
+// DoKey keeps a breaker and a budget per dependency for calls that are not
+// HTTP requests.
+func ExampleDoKey() {
+	p, _ := heed.NewPolicy(heed.WithMaxAttempts(1), heed.WithLogger(nil))
+	fail := func(context.Context) (string, error) { return "", heed.Retryable(errors.New("unavailable")) }
+	for range 5 {
+		heed.DoKey(context.Background(), p, "inventory", fail)
+	}
+	_, err := heed.DoKey(context.Background(), p, "inventory", fail)
+	fmt.Println(errors.Is(err, heed.ErrBreakerOpen))
+	_, err = heed.DoKey(context.Background(), p, "pricing", func(context.Context) (string, error) { return "ok", nil })
+	fmt.Println(err)
+	// Output:
+	// true
+	// <nil>
+}

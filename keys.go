@@ -195,7 +195,9 @@ func (p *Policy) breakerCount(o Outcome) breaker.Outcome {
 // gate applies the budget and the breaker to a decision to retry: a retry
 // the budget refuses ends the call at once, and an open breaker stretches
 // the wait to its end, under the same cap and deadline as a server's hint.
-func (p *Policy) gate(ks *keyState, d Decision, now, deadline time.Time) Decision {
+// A retry of a 429 that waits for the server's own hint is not charged to
+// the budget: the server is healthy and sets the pace itself.
+func (p *Policy) gate(ks *keyState, d Decision, status int, now, deadline time.Time) Decision {
 	if !d.Retry {
 		return d
 	}
@@ -210,7 +212,8 @@ func (p *Policy) gate(ks *keyState, d Decision, now, deadline time.Time) Decisio
 			}
 		}
 	}
-	if ks.budget != nil && !ks.budget.Withdraw(now) {
+	paced := status == http.StatusTooManyRequests && (d.Source == SourceRetryAfter || d.Source == SourceRateLimitReset)
+	if ks.budget != nil && !paced && !ks.budget.Withdraw(now) {
 		return Decision{Reason: ErrBudgetExhausted, Kind: d.Kind}
 	}
 	return d

@@ -281,3 +281,20 @@ func TestBreakerSettingsChecked(t *testing.T) {
 		t.Fatal("bad ratio accepted")
 	}
 }
+
+// A 429 retried after the server's own Retry-After is not charged to the
+// budget: the server is healthy and paces the retries itself. A 503 is.
+func TestServerPacedRetriesAreFree(t *testing.T) {
+	spent := heed.WithRetryBudget(budget.RatioConfig{Percent: 0, MinPerSecond: 0, Window: 10 * time.Second})
+	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.RetryAfter(429, 1), heedtest.RetryAfter(429, 2), heedtest.OK("")})
+	c, _ := client(t, spent)
+	resp, _, err := get(t, c, srv.URL)
+	if err != nil || resp.StatusCode != 200 || srv.Count() != 3 {
+		t.Fatalf("status %v err %v after %d requests", resp, err, srv.Count())
+	}
+	srv2 := heedtest.NewServer(t, []heedtest.Step{heedtest.RetryAfter(503, 1), heedtest.OK("")})
+	c2, _ := client(t, spent)
+	if _, err := c2.Get(srv2.URL); !errors.Is(err, heed.ErrBudgetExhausted) {
+		t.Fatalf("503 retry: err = %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package heed
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,24 +81,28 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	p := t.p
 	l := loop{t: t, p: p, req: req, ks: p.keys.state(p.keyFor(req))}
-	if p.plain && (req.Body == nil || req.Body == http.NoBody) && idempotentMethod(req.Method) && !(p.tierHeaders && hasDeadline(req.Context())) {
-		// The common case, a bodiless idempotent request under a policy
-		// with no hook, classifier or time bound, skips the loop's set-up
-		// when its breaker lets it through and its first attempt succeeds.
-		if tk, refused := p.admit(l.ks); refused == nil {
-			l.requested()
-			resp, err := t.send(req)
-			if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
-				if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
-					p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
-					return resp, nil
-				}
-				// Cut short: a transport failure after all.
-				l.firstStatus, resp, err = resp.StatusCode, nil, errCutShort
-			}
-			l.sent, l.ticket, l.firstResp, l.firstErr = true, tk, resp, err
-		}
+	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) || p.tierHeaders && hasDeadline(req.Context()) {
+		return l.run()
 	}
+	// The common case, a bodiless idempotent request under a policy with
+	// no hook, classifier or time bound, skips the loop's set-up when its
+	// breaker lets it through and its first attempt succeeds.
+	tk, refused := p.admit(l.ks)
+	if refused != nil {
+		l.ctx, l.method = req.Context(), cmp.Or(req.Method, http.MethodGet)
+		return nil, l.refused(1, refused)
+	}
+	l.requested()
+	resp, err := t.send(req)
+	if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
+		if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
+			p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
+			return resp, nil
+		}
+		// Cut short: a transport failure after all.
+		l.firstStatus, resp, err = resp.StatusCode, nil, errCutShort
+	}
+	l.sent, l.ticket, l.firstResp, l.firstErr = true, tk, resp, err
 	return l.run()
 }
 
@@ -350,7 +355,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	}
 	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
 	if d.Retry {
-		d = p.gate(l.ks, d, now, l.deadline) // after settle: this attempt may have opened the breaker
+		d = p.gate(l.ks, d, status, now, l.deadline) // after settle: this attempt may have opened the breaker
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
 		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind})
