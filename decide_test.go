@@ -60,7 +60,7 @@ func TestDecisionTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
 			for n := 1; ; n++ {
-				d := p.Decide(statusOutcome(n, tt.status, nil), t0, time.Time{}, 0, 0.5)
+				d := p.Decide(statusOutcome(n, tt.status, nil), heed.When{Now: t0, Draw: 0.5})
 				if d.Retry {
 					if d.Source != heed.SourceBackoff || d.Wait <= 0 {
 						t.Fatalf("attempt %d: retry with wait %v from %v, want a backoff wait", n, d.Wait, d.Source)
@@ -89,7 +89,7 @@ func TestDecisionOverrides(t *testing.T) {
 		{404, 1, true}, {404, 2, false}, {503, 1, false}, {500, 5, true}, {500, 6, false}, {429, 5, true},
 	}
 	for _, c := range cases {
-		if d := p.Decide(statusOutcome(c.n, c.status, nil), t0, time.Time{}, 0, 0); d.Retry != c.retry {
+		if d := p.Decide(statusOutcome(c.n, c.status, nil), heed.When{Now: t0}); d.Retry != c.retry {
 			t.Errorf("status %d attempt %d: Retry = %v, want %v", c.status, c.n, d.Retry, c.retry)
 		}
 	}
@@ -106,24 +106,24 @@ func TestClassifierOverrides(t *testing.T) {
 		return heed.Default
 	}))
 	busy := http.Header{"X-Busy": {"1"}}
-	if d := p.Decide(statusOutcome(1, 200, busy), t0, time.Time{}, 0, 0); !d.Retry {
+	if d := p.Decide(statusOutcome(1, 200, busy), heed.When{Now: t0}); !d.Retry {
 		t.Error("classifier Retry on a 200 was not retried")
 	}
-	if d := p.Decide(statusOutcome(1, 503, nil), t0, time.Time{}, 0, 0); d.Retry || d.Reason != heed.ErrNotRetryable {
+	if d := p.Decide(statusOutcome(1, 503, nil), heed.When{Now: t0}); d.Retry || d.Reason != heed.ErrNotRetryable {
 		t.Errorf("classifier Stop on 503: %+v", d)
 	}
-	if d := p.Decide(statusOutcome(1, 429, nil), t0, time.Time{}, 0, 0); !d.Retry {
+	if d := p.Decide(statusOutcome(1, 429, nil), heed.When{Now: t0}); !d.Retry {
 		t.Error("classifier Default on 429 did not fall back to the table")
 	}
 	// A Retry verdict vouches for a POST without a key...
 	o := statusOutcome(1, 200, busy)
 	o.Idempotent = false
-	if d := p.Decide(o, t0, time.Time{}, 0, 0); !d.Retry {
+	if d := p.Decide(o, heed.When{Now: t0}); !d.Retry {
 		t.Error("classifier Retry did not override the method rule")
 	}
 	// ...but cannot replay a body heed could not keep.
 	o.Replayable = false
-	if d := p.Decide(o, t0, time.Time{}, 0, 0); d.Retry || d.Reason != heed.ErrBodyNotReplayable {
+	if d := p.Decide(o, heed.When{Now: t0}); d.Retry || d.Reason != heed.ErrBodyNotReplayable {
 		t.Errorf("unreplayable body: %+v", d)
 	}
 }
@@ -150,7 +150,7 @@ func TestIdempotencyGate(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := p.Decide(c.o, t0, time.Time{}, 0, 0.5)
+			d := p.Decide(c.o, heed.When{Now: t0, Draw: 0.5})
 			if d.Retry != c.retry || d.Reason != c.why {
 				t.Fatalf("Retry=%v Reason=%v, want Retry=%v Reason=%v", d.Retry, d.Reason, c.retry, c.why)
 			}
@@ -195,7 +195,7 @@ func TestServerHints(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, draw := range []float64{0, 0.5, 0.999} {
-				d := p.Decide(statusOutcome(1, 429, c.header), t0, c.deadline, 0, draw)
+				d := p.Decide(statusOutcome(1, 429, c.header), heed.When{Now: t0, Deadline: c.deadline, Draw: draw})
 				if d.Reason != c.reason {
 					t.Fatalf("draw %v: Reason = %v, want %v (%+v)", draw, d.Reason, c.reason, d)
 				}
@@ -213,13 +213,13 @@ func TestServerHints(t *testing.T) {
 func TestWaitsNeverExceedTheCap(t *testing.T) {
 	p := mustPolicy(t, heed.WithMaxWait(10*time.Second), heed.WithBackoff(backoff.Exponential(time.Second, time.Hour)), heed.WithMaxAttempts(100))
 	for n := 1; n < 100; n++ {
-		d := p.Decide(statusOutcome(n, 503, nil), t0, time.Time{}, 0, 0.9)
+		d := p.Decide(statusOutcome(n, 503, nil), heed.When{Now: t0, Draw: 0.9})
 		if !d.Retry || d.Wait > 10*time.Second {
 			t.Fatalf("attempt %d: %+v", n, d)
 		}
 	}
 	// A hint just under the cap plus jitter stays within the cap.
-	d := p.Decide(statusOutcome(1, 429, http.Header{"Retry-After": {"10"}}), t0, time.Time{}, 0, 0.999)
+	d := p.Decide(statusOutcome(1, 429, http.Header{"Retry-After": {"10"}}), heed.When{Now: t0, Draw: 0.999})
 	if !d.Retry || d.Wait != 10*time.Second {
 		t.Fatalf("hint at the cap: %+v", d)
 	}
@@ -227,7 +227,7 @@ func TestWaitsNeverExceedTheCap(t *testing.T) {
 
 func TestBackoffPassesPreviousWait(t *testing.T) {
 	p := mustPolicy(t, heed.WithBackoff(backoff.Decorrelated(100*time.Millisecond, 10*time.Second)))
-	d := p.Decide(statusOutcome(3, 503, nil), t0, time.Time{}, 2*time.Second, 0.999)
+	d := p.Decide(statusOutcome(3, 503, nil), heed.When{Now: t0, Prev: 2 * time.Second, Draw: 0.999})
 	if d.Wait < 5*time.Second {
 		t.Fatalf("decorrelated wait from prev 2s at draw ~1 = %v, want about 6s", d.Wait)
 	}
@@ -247,7 +247,7 @@ func TestDecideTransportErrors(t *testing.T) {
 		{errors.New("net/http: unsupported protocol scheme \"ftp\""), heed.KindOther, false},
 		{heed.Retryable(errors.New("flaky")), heed.KindRetryable, true},
 	} {
-		d := p.Decide(heed.Outcome{Attempt: 1, Err: c.err, Idempotent: true, Replayable: true}, t0, time.Time{}, 0, 0)
+		d := p.Decide(heed.Outcome{Attempt: 1, Err: c.err, Idempotent: true, Replayable: true}, heed.When{Now: t0})
 		if d.Kind != c.kind || d.Retry != c.retry {
 			t.Errorf("%v: kind %q retry %v, want %q %v", c.err, d.Kind, d.Retry, c.kind, c.retry)
 		}

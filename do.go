@@ -81,7 +81,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			c.attempts = append(c.attempts, a)
 			return v, err
 		}
-		d := p.Decide(o, now, deadline, prev, p.rand())
+		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: p.rand()})
 		p.settle(ks, t, o, now)
 		if d.Retry {
 			d = p.gate(ks, d, a.Status, now, deadline) // after settle: this attempt may have opened the breaker

@@ -106,11 +106,11 @@ func ExamplePolicy_Decide() {
 	p, _ := heed.NewPolicy()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	resp := &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}}
-	d := p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, now, time.Time{}, 0, 0)
+	d := p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, heed.When{Now: now})
 	fmt.Println(d.Retry, d.Wait, d.Source, d.RetryAt.Format(time.TimeOnly))
 
 	resp.StatusCode = 404
-	d = p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, now, time.Time{}, 0, 0)
+	d = p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, heed.When{Now: now})
 	fmt.Println(d.Retry, d.Reason)
 	// Output:
 	// true 5s retry_after 12:00:05

@@ -74,19 +74,31 @@ type Decision struct {
 	Kind ErrorKind
 }
 
+// When is the time side of a decision: the time now, the call's deadline
+// (zero for none), the previous wait, a uniform random draw in [0, 1) for
+// jitter, and the window over which to spread a retry told to wait by the
+// server (zero: heed's default rule).
+type When struct {
+	Now      time.Time
+	Deadline time.Time
+	Prev     time.Duration
+	Draw     float64
+	Spread   time.Duration
+}
+
 // Decide is the retry layer's decision core: a plain function of the
-// policy, the outcome of the attempt just made, the time, the deadline
-// (zero for none), the previous wait and a uniform random draw in [0, 1).
-// The transport and [Do] drive it with the real clock; tests and
-// simulations drive it in virtual time.
+// policy, the outcome of the attempt just made, and the time. The
+// transport and [Do] drive it with the real clock; tests and simulations
+// drive it in virtual time.
 //
 // In order: a classifier's verdict, else the decision table (status rules,
 // then transport error kinds); the method and body rules; the attempt
 // limit; then the wait: the server's Retry-After, else an exhausted quota's
-// reset, each plus a little jitter, else the backoff. A hint longer than the
-// policy's max wait, or one that ends after the deadline, ends the call at
-// once with RetryAt set.
-func (p *Policy) Decide(o Outcome, now, deadline time.Time, prev time.Duration, draw float64) Decision {
+// reset, each plus jitter, else the backoff. A hint longer than the policy's
+// max wait, or one that ends after the deadline, ends the call at once with
+// RetryAt set.
+func (p *Policy) Decide(o Outcome, w When) Decision {
+	now, deadline, prev, draw := w.Now, w.Deadline, w.Prev, w.Draw
 	status, header := o.status()
 	var d Decision
 	verdict := Default
@@ -151,6 +163,9 @@ func (p *Policy) Decide(o Outcome, now, deadline time.Time, prev time.Duration, 
 			return d
 		}
 		span := min(max(wait, p.baseWait(), minHintJitter), maxHintJitter)
+		if w.Spread > 0 {
+			span = w.Spread // sized by the pace learned for this key
+		}
 		total := min(wait+time.Duration(float64(span)*clampDraw(draw)), p.maxWait)
 		if !deadline.IsZero() && !now.Add(total).Before(deadline) {
 			total = wait // the jitter may not eat the time left for the attempt

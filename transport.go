@@ -337,7 +337,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	)
 	if err != nil || resp.StatusCode >= 400 || p.classifier != nil || l.c != nil || len(p.hooks) > 0 {
 		now = p.clock.Now()
-		d = p.Decide(l.outcome(n, areq, resp, err, wrote), now, l.deadline, l.prev, p.rand())
+		d = p.Decide(l.outcome(n, areq, resp, err, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand()})
 	}
 	status := 0
 	if resp != nil {
@@ -350,7 +350,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
 			now = p.clock.Now()
-			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), now, l.deadline, l.prev, p.rand())
+			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand()})
 		}
 	}
 	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
