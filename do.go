@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/heed-go/heed/clock"
@@ -50,8 +51,21 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		v    T
 	)
 	for n := 1; ; n++ {
+		release, retryAt, terr := p.turn(ctx, &ks.throttle, deadline)
+		if terr != nil {
+			switch {
+			case errors.Is(terr, ErrThrottled):
+				return v, c.doError(ErrThrottled, terr, retryAt)
+			case ctx.Err() != nil:
+				return v, c.doError(endReason(ctx), terr, time.Time{})
+			}
+			return v, c.doError(ErrNotRetryable, terr, time.Time{})
+		}
 		t, refused := p.admit(ks)
 		if refused != nil {
+			if release != nil {
+				release()
+			}
 			return v, c.doError(ErrBreakerOpen, refused, refused.Until)
 		}
 		if n == 1 && ks.budget != nil {
@@ -60,14 +74,24 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		aStart := p.clock.Now()
 		var err error
 		v, err = fn(c)
+		if release != nil {
+			release()
+		}
 		if err == nil {
 			p.settle(ks, t, Outcome{Attempt: n}, time.Time{})
+			if ks.throttle.pacing() {
+				p.observe(&ks.throttle, aStart, time.Time{}, &http.Response{StatusCode: http.StatusOK})
+			}
 			return v, nil
 		}
 		now := p.clock.Now()
 		o := Outcome{Attempt: n, Err: err, Idempotent: true, Replayable: true}
 		a := Attempt{Number: n, Start: aStart, Duration: now.Sub(aStart), Err: err}
-		a.Status, _ = o.status()
+		var h http.Header
+		a.Status, h = o.status()
+		if a.Status != 0 {
+			p.observe(&ks.throttle, aStart, now, &http.Response{StatusCode: a.Status, Header: h})
+		}
 		if ctx.Err() != nil {
 			p.settle(ks, t, Outcome{Err: context.Canceled}, now)
 			a.Kind = KindCanceled
@@ -81,7 +105,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			c.attempts = append(c.attempts, a)
 			return v, err
 		}
-		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: p.rand()})
+		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: p.rand(), Pace: ks.throttle.interval()})
 		p.settle(ks, t, o, now)
 		if d.Retry {
 			d = p.gate(ks, d, a.Status, now, deadline) // after settle: this attempt may have opened the breaker

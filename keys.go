@@ -10,7 +10,6 @@ import (
 
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/budget"
-	"github.com/heed-go/heed/hint"
 )
 
 // DefaultMaxKeys bounds how many keys get state of their own; further keys
@@ -29,9 +28,10 @@ var DefaultBreaker = breaker.Settings{ConsecutiveFailures: 5, OpenTimeout: 30 * 
 
 // keyState is the state heed shares between all requests to one key.
 type keyState struct {
-	key     string
-	breaker *breaker.Breaker // nil when breakers are off
-	budget  budget.Budget    // nil when budgets are off
+	key      string
+	breaker  *breaker.Breaker // nil when breakers are off
+	budget   budget.Budget    // nil when budgets are off
+	throttle throttleState
 }
 
 // registry maps keys to their state. Reads, on every request, load an
@@ -94,6 +94,7 @@ func (p *Policy) newKeyState(key string) *keyState {
 	if p.newBudget != nil {
 		ks.budget = p.newBudget(key)
 	}
+	ks.throttle = p.newThrottle(key)
 	return ks
 }
 
@@ -179,8 +180,10 @@ func (p *Policy) breakerCount(o Outcome) breaker.Outcome {
 	case status >= 500, status == http.StatusRequestTimeout:
 		def = breaker.Failure
 	case status == http.StatusTooManyRequests:
+		// The seed's rule, with an exhausted quota's reset as good as a
+		// Retry-After: the server said when to come back.
 		def = breaker.Failure
-		if d, ok := hint.RetryAfter(header, p.clock.Now()); ok && d <= p.maxWait {
+		if d, _, ok := serverHint(header, nil, p.clock.Now()); ok && d <= p.maxWait {
 			def = breaker.Ignore
 		}
 	case status >= 400:

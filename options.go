@@ -14,6 +14,7 @@ import (
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/throttle"
 )
 
 // Defaults. Each is the production checklist of the seed article, and
@@ -77,6 +78,10 @@ type config struct {
 	breakerCounter  func(Outcome, breaker.Outcome) breaker.Outcome
 	newBudget       func(key string) budget.Budget
 	tierHeaders     bool
+	pacing          bool
+	pacerConfig     throttle.PacerConfig
+	limits          Limits
+	keyLimits       func(key string) Limits
 	problems        []error // bad values met while applying options
 }
 
@@ -95,6 +100,7 @@ func defaultConfig() config {
 		breakerSettings: DefaultBreaker,
 		newBudget:       ratioBudget(budget.DefaultRatio),
 		tierHeaders:     true,
+		pacing:          true,
 	}
 }
 
@@ -481,4 +487,42 @@ func WithoutRetryBudget() Option {
 // a deadline. See docs/protocol.md.
 func WithTierHeaders(on bool) Option {
 	return optionFunc(func(c *config) { c.tierHeaders = on })
+}
+
+// WithLimits sets limits every key's server is known to have: a token
+// bucket and a concurrency limit, enforced before requests leave. A request
+// that would wait past its deadline fails at once with ErrThrottled.
+func WithLimits(l Limits) Option {
+	return optionFunc(func(c *config) {
+		if err := l.validate(); err != nil {
+			c.problem("WithLimits: %v", err)
+			return
+		}
+		c.limits = l
+	})
+}
+
+// WithKeyLimits sets limits per key: f is called once for each key, on its
+// first request, and its answer replaces WithLimits for that key. Limits
+// that cannot work make that key's requests fail with an error naming them.
+func WithKeyLimits(f func(key string) Limits) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithKeyLimits(nil): need a function")
+			return
+		}
+		c.keyLimits = f
+	})
+}
+
+// WithPacing tunes the adaptive pacing kept per key (on by default): it
+// learns a safe rate from the server's push-back and rate-limit fields and
+// spaces requests so the limit is not hit.
+func WithPacing(cfg throttle.PacerConfig) Option {
+	return optionFunc(func(c *config) { c.pacing, c.pacerConfig = true, cfg })
+}
+
+// WithoutPacing turns adaptive pacing off.
+func WithoutPacing() Option {
+	return optionFunc(func(c *config) { c.pacing = false })
 }

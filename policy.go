@@ -43,7 +43,8 @@ func NewPolicy(opts ...Option) (*Policy, error) {
 		return nil, err
 	}
 	cfg.problems = nil
-	plain := len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0
+	plain := len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0 &&
+		cfg.limits == (Limits{}) && cfg.keyLimits == nil
 	p := &Policy{config: cfg, plain: plain}
 	p.keys = newRegistry(p)
 	return p, nil
@@ -76,14 +77,14 @@ type Decision struct {
 
 // When is the time side of a decision: the time now, the call's deadline
 // (zero for none), the previous wait, a uniform random draw in [0, 1) for
-// jitter, and the window over which to spread a retry told to wait by the
-// server (zero: heed's default rule).
+// jitter, and the pacing interval learned for the key (zero when it is not
+// pacing), which sizes the spread of retries the server told to wait.
 type When struct {
 	Now      time.Time
 	Deadline time.Time
 	Prev     time.Duration
 	Draw     float64
-	Spread   time.Duration
+	Pace     time.Duration
 }
 
 // Decide is the retry layer's decision core: a plain function of the
@@ -163,8 +164,11 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 			return d
 		}
 		span := min(max(wait, p.baseWait(), minHintJitter), maxHintJitter)
-		if w.Spread > 0 {
-			span = w.Spread // sized by the pace learned for this key
+		if w.Pace > 0 {
+			// Retries told the same wait spread over as long again, or
+			// over one pacing interval if that is longer: a learned pace
+			// sizes the jitter, not a fixed second or two.
+			span = max(wait, w.Pace)
 		}
 		total := min(wait+time.Duration(float64(span)*clampDraw(draw)), p.maxWait)
 		if !deadline.IsZero() && !now.Add(total).Before(deadline) {

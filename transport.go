@@ -81,7 +81,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	p := t.p
 	l := loop{t: t, p: p, req: req, ks: p.keys.state(p.keyFor(req))}
-	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) || p.tierHeaders && hasDeadline(req.Context()) {
+	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) ||
+		p.tierHeaders && hasDeadline(req.Context()) || !l.ks.throttle.quiet() {
 		return l.run()
 	}
 	// The common case, a bodiless idempotent request under a policy with
@@ -97,6 +98,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
 		if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
 			p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
+			if hasQuotaFields(resp.Header) {
+				p.observe(&l.ks.throttle, time.Time{}, time.Time{}, resp)
+			}
 			return resp, nil
 		}
 		// Cut short: a transport failure after all.
@@ -174,17 +178,26 @@ type loop struct {
 	firstStatus int // status of a first response whose body was cut short
 }
 
-// stopper ends a timer and the context it would cancel.
+// stopper ends what an attempt holds: a timer and the context it would
+// cancel, and a concurrency slot.
 type stopper struct {
-	timer  clock.Timer
-	cancel context.CancelCauseFunc
+	timer   clock.Timer
+	cancel  context.CancelCauseFunc
+	release func()
 }
 
 func (s *stopper) stop() {
-	if s != nil && s.timer != nil {
+	if s == nil {
+		return
+	}
+	if s.timer != nil {
 		s.timer.Stop()
 		s.cancel(nil)
 		s.timer = nil
+	}
+	if s.release != nil {
+		s.release()
+		s.release = nil
 	}
 }
 
@@ -242,7 +255,7 @@ func (l *loop) run() (*http.Response, error) {
 	if p.maxTotal > 0 {
 		var cancel context.CancelCauseFunc
 		l.ctx, cancel = context.WithCancelCause(l.ctx)
-		l.total = stopper{p.clock.AfterFunc(p.maxTotal, func() { cancel(errTotalTimeout) }), cancel}
+		l.total = stopper{timer: p.clock.AfterFunc(p.maxTotal, func() { cancel(errTotalTimeout) }), cancel: cancel}
 		defer l.total.stop() // a no-op once a streamed body has taken it over
 	}
 	l.deadline = callDeadline(l.ctx, l.start, p.maxTotal)
@@ -277,19 +290,30 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	if n == 1 && l.sent {
 		areq, resp, err = l.req, l.firstResp, l.firstErr
 	} else {
+		release, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline)
+		if terr != nil {
+			return nil, nil, l.throttled(n, terr, retryAt)
+		}
 		tk, refused := p.admit(l.ks)
 		if refused != nil {
+			if release != nil {
+				release()
+			}
 			return nil, nil, l.refused(n, refused)
 		}
 		if n == 1 {
 			l.requested()
 		}
 		l.ticket = tk
-		areq, stop, wrote, err = l.buildRequest(n)
-		if err != nil {
-			return nil, stop, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
+		if release != nil {
+			stop = &stopper{release: release}
 		}
-		if n > 1 {
+		areq, stop, wrote, err = l.buildRequest(n, stop)
+		if err != nil {
+			stop.stop()
+			return nil, nil, l.fail(l.req, ErrBodyNotReplayable, err, time.Time{})
+		}
+		if n > 1 || aStart.IsZero() && l.ks.throttle.pacing() {
 			aStart = p.clock.Now()
 		}
 		resp, err = l.t.send(areq)
@@ -318,7 +342,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		l.record(a)
 		return nil, stop, l.fail(areq, endReason(l.ctx), cause, time.Time{})
 	}
-	if err != nil && stop != nil && errors.Is(context.Cause(areq.Context()), errAttemptTimeout) {
+	if err != nil && stop != nil && stop.cancel != nil && errors.Is(context.Cause(areq.Context()), errAttemptTimeout) {
 		err = fmt.Errorf("%w: %w", errAttemptTimeout, err)
 	}
 	// A failure a heed loop below has already decided on passes through.
@@ -330,14 +354,21 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		return resp, stop, err
 	}
 
-	// A plain success needs neither a decision nor the time.
-	var (
-		d   Decision
-		now time.Time
-	)
-	if err != nil || resp.StatusCode >= 400 || p.classifier != nil || l.c != nil || len(p.hooks) > 0 {
+	// What the server said teaches the pacer first, so a retry's jitter is
+	// sized by the pace just learned.
+	var now time.Time
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable ||
+		l.ks.throttle.pacing() || hasQuotaFields(resp.Header)) {
 		now = p.clock.Now()
-		d = p.Decide(l.outcome(n, areq, resp, err, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand()})
+		p.observe(&l.ks.throttle, aStart, now, resp)
+	}
+	// A plain success needs neither a decision nor the time.
+	var d Decision
+	if err != nil || resp.StatusCode >= 400 || p.classifier != nil || l.c != nil || len(p.hooks) > 0 {
+		if now.IsZero() {
+			now = p.clock.Now()
+		}
+		d = p.Decide(l.outcome(n, areq, resp, err, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand(), Pace: l.ks.throttle.interval()})
 	}
 	status := 0
 	if resp != nil {
@@ -350,7 +381,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
 			now = p.clock.Now()
-			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand()})
+			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand(), Pace: l.ks.throttle.interval()})
 		}
 	}
 	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
@@ -409,18 +440,20 @@ func (l *loop) outcome(n int, areq *http.Request, resp *http.Response, err error
 // caller's own request unless something must differ (its body was buffered,
 // a header added, a timer or trace attached); later attempts are shallow
 // copies carrying the call in their context, with a fresh body.
-func (l *loop) buildRequest(n int) (*http.Request, *stopper, *atomic.Bool, error) {
+func (l *loop) buildRequest(n int, stop *stopper) (*http.Request, *stopper, *atomic.Bool, error) {
 	p, req := l.p, l.req
 	needTrace := !l.idempotent
 	tiered := p.tierHeaders && (n > 1 || !l.deadline.IsZero())
 	if n == 1 && !l.body.copied && !l.newHeader && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 && !tiered {
-		return req, nil, nil, nil
+		return req, stop, nil, nil
 	}
 	var ctx context.Context = l.getCall()
-	var stop *stopper
 	if p.attemptTimeout > 0 {
 		actx, cancel := context.WithCancelCause(ctx)
-		stop = &stopper{p.clock.AfterFunc(p.attemptTimeout, func() { cancel(errAttemptTimeout) }), cancel}
+		if stop == nil {
+			stop = &stopper{}
+		}
+		stop.timer, stop.cancel = p.clock.AfterFunc(p.attemptTimeout, func() { cancel(errAttemptTimeout) }), cancel
 		ctx = actx
 	}
 	var wrote *atomic.Bool
@@ -437,8 +470,7 @@ func (l *loop) buildRequest(n int) (*http.Request, *stopper, *atomic.Bool, error
 	}
 	b, err := l.body.next(n)
 	if err != nil {
-		stop.stop()
-		return nil, nil, nil, fmt.Errorf("rewinding request body: %w", err)
+		return nil, stop, nil, fmt.Errorf("rewinding request body: %w", err)
 	}
 	if b != nil {
 		areq.Body, areq.GetBody = b, l.body.get

@@ -97,7 +97,9 @@ var xFamilies = [...]struct{ limit, remaining, reset string }{
 // integer or a decimal, and is read by magnitude, since servers disagree on
 // its unit:
 //
-//   - below 1e9, it is seconds from now (no real window lasts 31 years);
+//   - below 1e9, it is seconds from now (no real window lasts 31 years),
+//     unless it lies within a day of now's own Unix time (a clock reading a
+//     time before 2001, as a test's virtual clock may);
 //   - from 1e9 up to 1e12, it is a Unix time in seconds (Unix time passed
 //     1e9 in 2001, and 1e12 seconds is more than 30,000 years away);
 //   - from 1e12 on, it is a Unix time in milliseconds.
@@ -424,8 +426,13 @@ func parseReset(v string, now time.Time) (time.Duration, bool) {
 	if !ok {
 		return 0, false
 	}
+	// A value within a day of the clock's own Unix time is that time even
+	// below 1e9: a clock that reads a time before 2001 (a test's virtual
+	// clock, say) still gets epoch resets right.
+	const day = 24 * 60 * 60
+	nowSec := now.Unix()
 	switch {
-	case whole < 1e9:
+	case whole < 1e9 && (whole < nowSec-day || whole > nowSec+day):
 		return clampDelay(time.Duration(whole)*time.Second + time.Duration(nanos)), true
 	case whole < 1e12:
 		return clampDelay(time.Unix(whole, nanos).Sub(now)), true

@@ -11,7 +11,9 @@ import (
 
 // Signal is what one response told the pacer.
 type Signal struct {
-	// Now is when the response arrived; Sent when its request left.
+	// Now is when the response arrived; Sent when its request left (zero
+	// if unknown: such a throttle never lowers the pace, since it may
+	// report a request sent before the pace was set).
 	Now, Sent time.Time
 	// Throttled: the server refused for rate (a 429, or a 503 with a
 	// Retry-After).
@@ -81,6 +83,9 @@ type Pacer struct {
 	lastThrottle time.Time
 	lastDelay    time.Time // last time a reservation had to wait
 	succ         successes
+	settled      bool // a throttle hit the pace: probe gently from now on
+	activated    time.Time
+	perRequest   float64 // the rate one request in flight when pacing began adds
 }
 
 // NewPacer returns an inactive pacer.
@@ -121,7 +126,7 @@ func (p *Pacer) Reserve(now, deadline time.Time) (time.Time, bool) {
 
 // Observe learns from one response.
 func (p *Pacer) Observe(s Signal) {
-	if !s.Throttled && !p.active.Load() && !(s.HasQuota && s.Quota.Exhausted()) {
+	if !s.Throttled && !p.active.Load() && !(s.HasQuota && low(s.Quota)) {
 		return // the common case: no push-back, nothing to learn
 	}
 	p.mu.Lock()
@@ -133,10 +138,21 @@ func (p *Pacer) Observe(s Signal) {
 		p.succ.add(s.Now)
 	}
 	switch {
-	case s.Throttled || s.HasQuota && s.Quota.Exhausted():
+	case !p.active.Load() && s.Throttled:
+		// A push-back: the server is at its limit.
+		p.lastThrottle = s.Now
+		p.activateLocked(s.Now, s.RetryAfter)
+	case !p.active.Load():
+		// A success with the quota running low: pace before the server
+		// has to refuse, at the rate its quota states.
+		p.activateLocked(s.Now, 0)
+		p.observeStale(s)
+	case !s.Sent.After(p.activated):
+		p.observeStale(s)
+	case s.Throttled:
 		p.throttledLocked(s)
-	case p.active.Load():
-		p.calmLocked(s.Now)
+	default:
+		p.calmLocked(s)
 	}
 }
 
@@ -160,36 +176,90 @@ func (p *Pacer) learnQuota(s Signal) {
 
 func (p *Pacer) throttledLocked(s Signal) {
 	p.lastThrottle = s.Now
-	if !p.active.Load() {
-		// First push-back: start from what the server let through lately,
-		// within what its quota says, and probe up from there.
-		r := p.succ.rate(s.Now)
-		r = math.Min(math.Max(r, p.cfg.MinRate), p.ceiling)
-		p.rate = r
-		p.lim = Limiter{}
-		p.lim.set(r, 1)
-		p.lim.tat = s.Now
-		p.lastDecrease, p.lastProbe = s.Now, s.Now
-		p.active.Store(true)
-		return
-	}
 	// One decrease per round trip: throttles of requests sent before the
 	// last decrease report the old rate.
-	if s.Sent.Before(p.lastDecrease) {
+	if !s.Sent.After(p.lastDecrease) {
 		return
 	}
-	r := math.Max(p.cfg.MinRate, math.Min(p.rate*p.cfg.Decrease, p.ceiling))
+	// The pace let through a throttle: fall back to at most what the server
+	// has been letting through for this client lately, which under
+	// contention is its share.
+	floor := p.cfg.MinRate
+	if s.HasRetryAfter && s.RetryAfter > 0 {
+		floor = math.Max(floor, 1/s.RetryAfter.Seconds()) // one request per Retry-After: what the server asked
+	}
+	r := math.Min(p.rate*p.cfg.Decrease, math.Max(p.succ.rate(s.Now), floor))
+	r = math.Max(floor, math.Min(r, p.ceiling))
 	p.setRateLocked(r)
+	p.settled = true
 	p.lastDecrease, p.lastProbe = s.Now, s.Now
 }
 
-// calmLocked raises the rate after each calm probe interval, up to the
-// server's stated ceiling, and stops pacing once it has been calm long
-// enough at a rate no request needed to wait for.
-func (p *Pacer) calmLocked(now time.Time) {
-	if now.Sub(p.lastProbe) >= p.cfg.Probe {
+// activateLocked starts pacing: at the rate the server's quota states if
+// it stated one, else at what it let through lately, and probes up from
+// there.
+func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
+	// Start at one request per Retry-After (or per second) for each request
+	// that was in flight when the server pushed back: a client sending one
+	// request at a time that is refused shares the server with others,
+	// while one sending many at once may be alone. The answers to the other
+	// requests in flight, arriving next, raise it (observeStale); then the
+	// pace climbs fast while the server shows room.
+	per := 1.0
+	if retryAfter > 0 {
+		per = 1 / retryAfter.Seconds()
+	}
+	r := math.Max(math.Min(per, p.ceiling), p.cfg.MinRate)
+	p.rate, p.perRequest = r, per
+	p.lim = Limiter{}
+	p.lim.set(r, 1)
+	p.lim.tat = now.Add(p.lim.interval) // the server has just run dry: the first slot is one interval away
+	p.lastDecrease, p.lastProbe, p.activated = now, now, now
+	p.settled = false
+	p.active.Store(true)
+}
+
+// observeStale counts the answer to a request sent before pacing began
+// toward the starting pace: a client that had several requests in flight
+// may be the server's only client, and starts at the rate the server's
+// quota states, if it states one.
+func (p *Pacer) observeStale(s Signal) {
+	if p.settled {
+		return
+	}
+	r := p.rate + p.perRequest
+	if !math.IsInf(p.ceiling, 1) {
+		r = p.ceiling
+	}
+	if r = math.Min(r, p.ceiling); r > p.rate {
+		p.setRateLocked(r)
+	}
+}
+
+// calmLocked raises the rate after a success: at once when the server's
+// quota shows slack (two or more requests remaining), else after each calm
+// probe interval; never above the server's stated ceiling. It stops pacing
+// once it has been calm long enough at a rate no request needed to wait for.
+func (p *Pacer) calmLocked(s Signal) {
+	now := s.Now
+	slack := s.HasQuota && s.Quota.HasRemaining && s.Quota.Remaining >= 2
+	if s.HasQuota && s.Quota.HasRemaining && !slack {
+		p.settled = true // the quota is near empty: stop climbing fast before the server refuses
+	}
+	if slack || !s.HasQuota && now.Sub(p.lastProbe) >= p.cfg.Probe {
+		// Without quota fields the pace grows with calm time: Increase for
+		// each Probe interval since the last raise, however few requests
+		// came, so a client that went quiet is not held at its old pace.
+		steps := max(1, float64(now.Sub(p.lastProbe))/float64(p.cfg.Probe))
 		p.lastProbe = now
-		if r := math.Min(p.rate*p.cfg.Increase, p.ceiling); r > p.rate {
+		r := p.rate * math.Pow(p.cfg.Increase, math.Min(steps, 100))
+		switch {
+		case slack && !p.settled:
+			r = p.rate * 2 // room, and no push-back on this pace yet: climb fast
+		case slack:
+			r = math.Max(p.rate+p.perRequest, p.rate*p.cfg.Increase) // near the share the server gives: climb gently
+		}
+		if r = math.Min(r, p.ceiling); r > p.rate {
 			p.setRateLocked(r)
 		}
 	}
@@ -199,14 +269,17 @@ func (p *Pacer) calmLocked(now time.Time) {
 }
 
 func (p *Pacer) setRateLocked(r float64) {
+	old := p.lim.interval
 	p.rate = r
 	p.lim.set(r, 1)
+	// The next free slot is one interval after the last one given out:
+	// move it with the interval, so a faster pace takes effect at once.
+	p.lim.tat = p.lim.tat.Add(p.lim.interval - old)
 }
 
-// Spread is the window over which requests told to wait d should spread
-// their retries: about one pacing interval per client the server is
-// likely refusing at once.
-func (p *Pacer) Spread(d time.Duration) time.Duration {
+// Interval is the time between requests at the current pace, and zero
+// when the pacer is inactive.
+func (p *Pacer) Interval() time.Duration {
 	r, ok := p.Rate()
 	if !ok || r <= 0 {
 		return 0
@@ -214,9 +287,14 @@ func (p *Pacer) Spread(d time.Duration) time.Duration {
 	return time.Duration(float64(time.Second) / r)
 }
 
-// successes counts successful responses in 100 ms buckets over 1 s.
+// low reports a quota running low: used up, or under a tenth of its limit.
+func low(q hint.Quota) bool {
+	return q.HasRemaining && (q.Remaining == 0 || q.HasLimit && q.Remaining*10 <= q.Limit)
+}
+
+// successes counts successful responses in 100 ms buckets over 3 s.
 type successes struct {
-	buckets [10]int
+	buckets [30]int
 	head    int
 	start   time.Time
 	total   int
@@ -244,8 +322,8 @@ func (s *successes) add(now time.Time) {
 	s.total++
 }
 
-// rate is successes a second over the last second.
+// rate is successes a second over the last 3 s.
 func (s *successes) rate(now time.Time) float64 {
 	s.advance(now)
-	return float64(s.total)
+	return float64(s.total) / 3
 }

@@ -32,10 +32,11 @@ func (s Scenario) Optimal() time.Duration {
 // Strategy is one way to call the API.
 type Strategy struct {
 	Name string
-	// NewClient returns the client one caller uses. With Shared it is called
-	// once and every caller uses the same client, as goroutines of one
-	// process would; otherwise once per caller, as separate processes would.
-	NewClient func() (*http.Client, error)
+	// NewClient returns the client one caller uses, sending through base.
+	// With Shared it is called once and every caller uses the same client,
+	// as goroutines of one process would; otherwise once per caller, as
+	// separate processes would.
+	NewClient func(base http.RoundTripper) (*http.Client, error)
 	Shared    bool
 }
 
@@ -63,22 +64,37 @@ func (r Result) OverOptimal() float64 {
 	return r.Makespan.Seconds() / r.Optimal.Seconds()
 }
 
-// Run plays the scenario for one strategy against a fresh server. progress,
-// if not nil, is called with the number of finished requests after each.
+// Run plays the scenario for one strategy against a fresh server on
+// loopback. progress, if not nil, is called with the number of finished
+// requests after each.
 func Run(ctx context.Context, sc Scenario, st Strategy, progress func(done int)) (Result, error) {
 	srv, err := NewServer(sc.Server)
 	if err != nil {
 		return Result{}, err
 	}
 	defer srv.Close()
+	return play(ctx, sc, st, srv.API, srv.URL, func() http.RoundTripper { return baseTransport() }, progress)
+}
 
+// RunInMemory plays the scenario against the API served in memory, so it
+// can run inside a testing/synctest bubble.
+func RunInMemory(ctx context.Context, sc Scenario, st Strategy) (Result, error) {
+	api, err := NewAPI(sc.Server)
+	if err != nil {
+		return Result{}, err
+	}
+	return play(ctx, sc, st, api, "http://storm.test/", func() http.RoundTripper { return InMemory{Handler: api, Latency: 100 * time.Microsecond} }, nil)
+}
+
+func play(ctx context.Context, sc Scenario, st Strategy, api *API, url string, base func() http.RoundTripper, progress func(int)) (Result, error) {
 	clients := make([]*http.Client, sc.Clients)
+	var err error
 	for i := range clients {
 		if st.Shared && i > 0 {
 			clients[i] = clients[0]
 			continue
 		}
-		if clients[i], err = st.NewClient(); err != nil {
+		if clients[i], err = st.NewClient(base()); err != nil {
 			return Result{}, err
 		}
 	}
@@ -98,7 +114,7 @@ func Run(ctx context.Context, sc Scenario, st Strategy, progress func(done int))
 	for i := range sc.Clients {
 		wg.Go(func() {
 			for range sc.PerClient {
-				if get(ctx, clients[i], srv.URL) {
+				if get(ctx, clients[i], url) {
 					ok.Add(1)
 				} else {
 					failed.Add(1)
@@ -114,8 +130,8 @@ func Run(ctx context.Context, sc Scenario, st Strategy, progress func(done int))
 		Name:      st.Name,
 		Succeeded: int(ok.Load()),
 		Failed:    int(failed.Load()),
-		Attempts:  srv.Served() + srv.Throttled(),
-		Throttled: srv.Throttled(),
+		Attempts:  api.Served() + api.Throttled(),
+		Throttled: api.Throttled(),
 		Makespan:  clk.Now().Sub(start),
 		Optimal:   sc.Optimal(),
 	}, ctx.Err()

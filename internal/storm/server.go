@@ -52,12 +52,10 @@ type ServerConfig struct {
 // whole-second Retry-After and X-RateLimit-* headers.
 var DefaultServer = ServerConfig{Rate: 100, Burst: 10}
 
-// Server is a token-bucket API on 127.0.0.1. It answers 200 while the
+// API is the token-bucket API as an http.Handler: it answers 200 while the
 // bucket holds a token and 429 otherwise.
-type Server struct {
-	URL string
+type API struct {
 	cfg ServerConfig
-	srv *httptest.Server
 
 	mu     sync.Mutex
 	tokens float64
@@ -66,20 +64,35 @@ type Server struct {
 	served, throttled atomic.Int64
 }
 
-// NewServer starts a server; Close stops it.
-func NewServer(cfg ServerConfig) (*Server, error) {
-	if cfg.Rate <= 0 || cfg.Burst < 1 {
+// NewAPI returns the API with a full bucket.
+func NewAPI(cfg ServerConfig) (*API, error) {
+	if !(cfg.Rate > 0) || cfg.Burst < 1 {
 		return nil, fmt.Errorf("storm: rate %v and burst %d must be positive", cfg.Rate, cfg.Burst)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	s := &Server{cfg: cfg, tokens: float64(cfg.Burst), last: cfg.Clock.Now()}
+	return &API{cfg: cfg, tokens: float64(cfg.Burst), last: cfg.Clock.Now()}, nil
+}
+
+// Server is the API on 127.0.0.1.
+type Server struct {
+	*API
+	URL string
+	srv *httptest.Server
+}
+
+// NewServer starts the API on loopback; Close stops it.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	api, err := NewAPI(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s := &Server{API: api, srv: httptest.NewUnstartedServer(api)}
 	s.srv.Listener.Close()
 	s.srv.Listener = ln
 	s.srv.Start()
@@ -91,13 +104,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Close() { s.srv.Close() }
 
 // Served and Throttled count the requests answered 200 and 429.
-func (s *Server) Served() int64    { return s.served.Load() }
-func (s *Server) Throttled() int64 { return s.throttled.Load() }
+func (s *API) Served() int64    { return s.served.Load() }
+func (s *API) Throttled() int64 { return s.throttled.Load() }
 
 // take refills the bucket and takes a token if one is there. It returns
 // whether it did, the tokens left, and how long until the next token and
 // until the bucket is full.
-func (s *Server) take(now time.Time) (ok bool, left float64, next, full time.Duration) {
+func (s *API) take(now time.Time) (ok bool, left float64, next, full time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tokens = math.Min(float64(s.cfg.Burst), s.tokens+now.Sub(s.last).Seconds()*s.cfg.Rate)
@@ -114,7 +127,8 @@ func (s *Server) take(now time.Time) (ok bool, left float64, next, full time.Dur
 	return ok, left, next, full
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers one request.
+func (s *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Clock.Now()
 	ok, left, next, full := s.take(now)
 	h := w.Header()

@@ -17,16 +17,16 @@ func baseTransport() *http.Transport {
 
 // NoRetry is a plain client: one attempt per request.
 func NoRetry() Strategy {
-	return Strategy{Name: "no retries", NewClient: func() (*http.Client, error) {
-		return &http.Client{Transport: baseTransport()}, nil
+	return Strategy{Name: "no retries", NewClient: func(base http.RoundTripper) (*http.Client, error) {
+		return &http.Client{Transport: base}, nil
 	}}
 }
 
 // Naive is the hand-written loop: retry at once, up to 6 attempts, on any
 // status but 2xx.
 func Naive() Strategy {
-	return Strategy{Name: "naive retry loop", NewClient: func() (*http.Client, error) {
-		return &http.Client{Transport: naiveRT{baseTransport(), 6}}, nil
+	return Strategy{Name: "naive retry loop", NewClient: func(base http.RoundTripper) (*http.Client, error) {
+		return &http.Client{Transport: naiveRT{base, 6}}, nil
 	}}
 }
 
@@ -56,8 +56,8 @@ func (n naiveRT) RoundTrip(req *http.Request) (*http.Response, error) {
 // Heed is heed with its defaults (plus opts), shared by every caller or one
 // per caller.
 func Heed(name string, shared bool, opts ...heed.Option) Strategy {
-	return Strategy{Name: name, Shared: shared, NewClient: func() (*http.Client, error) {
-		o := append([]heed.Option{heed.WithBase(baseTransport()), heed.WithLogger(nil)}, opts...)
+	return Strategy{Name: name, Shared: shared, NewClient: func(base http.RoundTripper) (*http.Client, error) {
+		o := append([]heed.Option{heed.WithBase(base), heed.WithLogger(nil)}, opts...)
 		return heed.NewClient(o...)
 	}}
 }

@@ -1,0 +1,204 @@
+package heed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/hint"
+	"github.com/heed-go/heed/throttle"
+)
+
+// Limits are limits a key's server is known to have, enforced before any
+// request leaves: a token bucket and a concurrency limit. The zero value
+// sets none. The seed's advice is to run at about 80% of a documented
+// limit.
+type Limits struct {
+	// Rate is requests a second (see PerMinute); 0 sets no rate limit.
+	Rate float64
+	// Burst is how many requests may go at once within Rate. Default 1.
+	Burst int
+	// Concurrency is how many requests may be in flight at once; 0 sets no
+	// limit.
+	Concurrency int
+	// Queue is how many requests may wait for a concurrency slot; beyond
+	// it they fail at once with ErrThrottled.
+	Queue int
+	// QueueTimeout is how long a request may wait for a slot; 0 leaves only
+	// the request's context to bound it.
+	QueueTimeout time.Duration
+}
+
+// PerMinute converts a limit per minute to the per-second Rate of Limits.
+func PerMinute(n float64) float64 { return n / 60 }
+
+func (l Limits) validate() error {
+	if l.Rate < 0 || l.Rate > 0 && l.Rate != l.Rate {
+		return fmt.Errorf("rate %v: must be a positive number, or 0 for none", l.Rate)
+	}
+	if l.Rate > 0 {
+		if _, err := throttle.NewLimiter(l.Rate, max(1, l.Burst)); err != nil {
+			return err
+		}
+	}
+	if l.Burst < 0 || l.Concurrency < 0 || l.Queue < 0 || l.QueueTimeout < 0 {
+		return fmt.Errorf("burst %d, concurrency %d, queue %d, queue timeout %v: none may be negative", l.Burst, l.Concurrency, l.Queue, l.QueueTimeout)
+	}
+	if l.Concurrency == 0 && (l.Queue > 0 || l.QueueTimeout > 0) {
+		return fmt.Errorf("a queue (%d, timeout %v) needs a concurrency limit", l.Queue, l.QueueTimeout)
+	}
+	return nil
+}
+
+// ErrThrottled: a limit of the key's would make the request wait past its
+// deadline, or its concurrency queue is full or timed out. RetryAt is when
+// the rate limit would have let it go. It is throttle.ErrThrottled.
+var ErrThrottled = throttle.ErrThrottled
+
+// throttleState is the proactive throttling of one key.
+type throttleState struct {
+	pacer    *throttle.Pacer    // nil when adaptive pacing is off
+	limiter  *throttle.Limiter  // nil without a rate limit
+	bulkhead *throttle.Bulkhead // nil without a concurrency limit
+	err      error              // limits of this key that cannot work
+}
+
+func (p *Policy) newThrottle(key string) throttleState {
+	var t throttleState
+	if p.pacing {
+		t.pacer = throttle.NewPacer(p.pacerConfig)
+	}
+	l := p.limits
+	if p.keyLimits != nil {
+		l = p.keyLimits(key)
+	}
+	if err := l.validate(); err != nil {
+		t.err = fmt.Errorf("heed: limits for key %q: %w", key, err)
+		return t
+	}
+	if l.Rate > 0 {
+		t.limiter, _ = throttle.NewLimiter(l.Rate, max(1, l.Burst))
+	}
+	if l.Concurrency > 0 {
+		t.bulkhead, _ = throttle.NewBulkhead(p.clock, l.Concurrency, l.Queue, l.QueueTimeout)
+	}
+	return t
+}
+
+// quiet reports a key whose throttling costs nothing right now: no static
+// limit and a pacer that is not pacing.
+func (t *throttleState) quiet() bool {
+	return t.limiter == nil && t.bulkhead == nil && t.err == nil && (t.pacer == nil || !t.pacer.Active())
+}
+
+// turn waits for the key's limits to let one attempt go: a rate slot, then
+// a concurrency slot. It returns a release for the concurrency slot (nil
+// when there is none), or an error: a refusal with when the rate limit
+// would have let the attempt go, or the context's end.
+func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time) (release func(), retryAt time.Time, err error) {
+	if t.err != nil {
+		return nil, time.Time{}, t.err
+	}
+	if t.limiter != nil || t.pacer != nil && t.pacer.Active() {
+		now := p.clock.Now()
+		// A slot is waited for under the same cap as any other wait.
+		if limit := now.Add(p.maxWait); deadline.IsZero() || limit.Before(deadline) {
+			deadline = limit
+		}
+		at := now
+		if t.limiter != nil {
+			a, ok := t.limiter.ReserveBefore(now, deadline)
+			if !ok {
+				return nil, a, ErrThrottled
+			}
+			at = a
+		}
+		if t.pacer != nil {
+			b, ok := t.pacer.Reserve(now, deadline)
+			if !ok {
+				return nil, b, ErrThrottled
+			}
+			at = later(at, b)
+		}
+		if !clock.Sleep(p.clock, at.Sub(now), ctx.Done()) {
+			return nil, time.Time{}, context.Cause(ctx)
+		}
+	}
+	if t.bulkhead != nil {
+		if err := t.bulkhead.Acquire(ctx); err != nil {
+			return nil, time.Time{}, err
+		}
+		return t.bulkhead.Release, time.Time{}, nil
+	}
+	return nil, time.Time{}, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// hasQuotaFields reports rate-limit fields on a response, with map lookups
+// only: a response without them costs the pacer nothing more.
+func hasQuotaFields(h http.Header) bool {
+	return len(h["X-Ratelimit-Remaining"]) > 0 || len(h["Ratelimit"]) > 0 ||
+		len(h["Ratelimit-Remaining"]) > 0 || len(h["X-Rate-Limit-Remaining"]) > 0
+}
+
+// observe tells the key's pacer what a response said. sent is when its
+// request left (zero if unknown).
+func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Response) {
+	pc := t.pacer
+	if pc == nil || resp == nil {
+		return
+	}
+	status := resp.StatusCode
+	h := resp.Header
+	quota := hasQuotaFields(h)
+	throttled := status == http.StatusTooManyRequests
+	if !throttled && status != http.StatusServiceUnavailable && !quota && !pc.Active() {
+		return
+	}
+	if now.IsZero() {
+		now = p.clock.Now()
+	}
+	s := throttle.Signal{Now: now, Sent: sent}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		s.RetryAfter, s.HasRetryAfter = hint.RetryAfter(h, now)
+		throttled = throttled || s.HasRetryAfter // a 503 with a Retry-After is a push-back too
+	}
+	s.Throttled = throttled
+	if quota {
+		s.Quota, s.HasQuota = hint.RateLimit(h, now)
+	}
+	pc.Observe(s) // a zero Sent (an untimed first attempt) never counts as a push-back on the current pace
+}
+
+// pacing reports a pacer that is spacing requests.
+func (t *throttleState) pacing() bool { return t.pacer != nil && t.pacer.Active() }
+
+// interval is the pacing interval learned for the key, zero while it is
+// not pacing.
+func (t *throttleState) interval() time.Duration {
+	if t.pacer == nil {
+		return 0
+	}
+	return t.pacer.Interval()
+}
+
+// throttled ends a call whose attempt n its key's limits refused or whose
+// wait for them was cut short.
+func (l *loop) throttled(n int, err error, retryAt time.Time) *Error {
+	switch {
+	case errors.Is(err, ErrThrottled):
+		return l.fail(l.req, ErrThrottled, err, retryAt)
+	case l.ctx.Err() != nil:
+		return l.fail(l.req, endReason(l.ctx), err, time.Time{})
+	}
+	return l.fail(l.req, ErrNotRetryable, err, time.Time{})
+}
