@@ -16,6 +16,7 @@ const (
 	SourceBackoff                   // the backoff strategy, for want of a hint
 	SourceRefresh                   // none: retried at once after refreshing credentials
 	SourceBreaker                   // the end of the circuit breaker's open time
+	SourceThrottle                  // the key's rate limit, concurrency limit or pacer
 )
 
 func (s WaitSource) String() string {
@@ -30,6 +31,8 @@ func (s WaitSource) String() string {
 		return "refresh"
 	case SourceBreaker:
 		return "breaker"
+	case SourceThrottle:
+		return "throttle"
 	}
 	return "none"
 }

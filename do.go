@@ -51,7 +51,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		v    T
 	)
 	for n := 1; ; n++ {
-		release, retryAt, terr := p.turn(ctx, &ks.throttle, deadline)
+		slot, _, retryAt, terr := p.turn(ctx, &ks.throttle, deadline)
 		if terr != nil {
 			switch {
 			case errors.Is(terr, ErrThrottled):
@@ -63,8 +63,8 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		}
 		t, refused := p.admit(ks)
 		if refused != nil {
-			if release != nil {
-				release()
+			if slot != nil {
+				slot.Release()
 			}
 			return v, c.doError(ErrBreakerOpen, refused, refused.Until)
 		}
@@ -74,8 +74,8 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		aStart := p.clock.Now()
 		var err error
 		v, err = fn(c)
-		if release != nil {
-			release()
+		if slot != nil {
+			slot.Release()
 		}
 		if err == nil {
 			p.settle(ks, t, Outcome{Attempt: n}, time.Time{})

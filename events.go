@@ -25,6 +25,9 @@ const (
 	// EventBreaker: the circuit breaker of Key changed from From to To;
 	// RetryAt is when an open breaker will let probes through.
 	EventBreaker
+	// EventThrottle: the key's limits or pacer held attempt Attempt back for
+	// Wait before it could go (Err is set when they refused it instead).
+	EventThrottle
 )
 
 func (k EventKind) String() string {
@@ -39,6 +42,8 @@ func (k EventKind) String() string {
 		return "done"
 	case EventBreaker:
 		return "breaker"
+	case EventThrottle:
+		return "throttle"
 	}
 	return "unknown"
 }

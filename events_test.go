@@ -45,14 +45,14 @@ func TestEvents(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatal(resp, err)
 	}
-	if got, want := rec.kinds(), "attempt retry attempt retry attempt done"; got != want {
+	if got, want := rec.kinds(), "attempt retry attempt retry throttle attempt done"; got != want {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 	r1 := rec.events[1]
 	if r1.Source != heed.SourceRetryAfter || r1.Status != 429 || r1.Attempt != 1 || r1.MaxAttempts != 6 || r1.Method != "GET" || r1.URL.Path != "/items" {
 		t.Fatalf("first retry event %+v", r1)
 	}
-	if d := rec.events[5]; d.Attempt != 3 || d.Status != 200 || d.Err != nil {
+	if d := rec.events[len(rec.events)-1]; d.Kind != heed.EventDone || d.Attempt != 3 || d.Status != 200 || d.Err != nil {
 		t.Fatalf("done event %+v", d)
 	}
 

@@ -151,7 +151,7 @@ func (p *Policy) settle(ks *keyState, t breaker.Ticket, o Outcome, now time.Time
 	if ks.breaker == nil && ks.budget == nil {
 		return
 	}
-	count := p.breakerCount(o)
+	count := p.breakerCount(ks, o)
 	if ks.budget != nil {
 		ks.budget.Outcome(count == breaker.Failure)
 	}
@@ -167,8 +167,10 @@ func (p *Policy) settle(ks *keyState, t breaker.Ticket, o Outcome, now time.Time
 // failures and 5xx count as failures; the caller's cancellation and client
 // errors (4xx but 408 and 429) do not count; a 429 counts only when it
 // carries no usable hint, or one longer than the wait cap (the seed's
-// rule). A WithBreakerCounter function has the last word.
-func (p *Policy) breakerCount(o Outcome) breaker.Outcome {
+// rule), and, while adaptive pacing is on, only once the pacer is at its
+// slowest: until then a 429 asks for a slower pace, which the pacer gives.
+// A WithBreakerCounter function has the last word.
+func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 	status, header := o.status()
 	def := breaker.Success
 	switch {
@@ -183,7 +185,9 @@ func (p *Policy) breakerCount(o Outcome) breaker.Outcome {
 		// The seed's rule, with an exhausted quota's reset as good as a
 		// Retry-After: the server said when to come back.
 		def = breaker.Failure
-		if d, _, ok := serverHint(header, nil, p.clock.Now()); ok && d <= p.maxWait {
+		d, _, ok := serverHint(header, nil, p.clock.Now())
+		pc := ks.throttle.pacer
+		if ok && d <= p.maxWait || !ok && pc != nil && !pc.AtFloor() {
 			def = breaker.Ignore
 		}
 	case status >= 400:
@@ -198,8 +202,9 @@ func (p *Policy) breakerCount(o Outcome) breaker.Outcome {
 // gate applies the budget and the breaker to a decision to retry: a retry
 // the budget refuses ends the call at once, and an open breaker stretches
 // the wait to its end, under the same cap and deadline as a server's hint.
-// A retry of a 429 that waits for the server's own hint is not charged to
-// the budget: the server is healthy and sets the pace itself.
+// A retry of a 429 is not charged to the budget when it waits for the
+// server's own hint, or while adaptive pacing is on: the server is healthy,
+// and its hint or the pacer sets the pace of those retries.
 func (p *Policy) gate(ks *keyState, d Decision, status int, now, deadline time.Time) Decision {
 	if !d.Retry {
 		return d
@@ -215,7 +220,7 @@ func (p *Policy) gate(ks *keyState, d Decision, status int, now, deadline time.T
 			}
 		}
 	}
-	paced := status == http.StatusTooManyRequests && (d.Source == SourceRetryAfter || d.Source == SourceRateLimitReset)
+	paced := status == http.StatusTooManyRequests && (d.Source == SourceRetryAfter || d.Source == SourceRateLimitReset || ks.throttle.pacer != nil)
 	if ks.budget != nil && !paced && !ks.budget.Withdraw(now) {
 		return Decision{Reason: ErrBudgetExhausted, Kind: d.Kind}
 	}

@@ -176,3 +176,12 @@ func (l *loop) emitDone(areq *http.Request, status int, err error) {
 		Attempt: l.n, MaxAttempts: p.maxAttempts, Status: status, Err: err, Duration: now.Sub(l.start),
 	})
 }
+
+// emitThrottle reports a wait for the key's limits, or their refusal.
+func (l *loop) emitThrottle(n int, waited time.Duration, err error) {
+	p := l.p
+	p.emit(l.ctx, Event{
+		Kind: EventThrottle, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: l.req.URL,
+		Attempt: n, MaxAttempts: p.maxAttempts, Wait: waited, Source: SourceThrottle, Err: err,
+	})
+}

@@ -72,7 +72,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 
 func TestRefusalAllocatesOnlyTheError(t *testing.T) {
 	base := &canned{body: []byte("x")}
-	tr, err := heed.New(heed.WithBase(base), heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 1}),
+	tr, err := heed.New(heed.WithBase(base), heed.WithLogger(nil), heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 1}),
 		heed.WithBreakerCounter(func(heed.Outcome, breaker.Outcome) breaker.Outcome { return breaker.Failure }))
 	if err != nil {
 		t.Fatal(err)

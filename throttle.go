@@ -95,12 +95,12 @@ func (t *throttleState) quiet() bool {
 }
 
 // turn waits for the key's limits to let one attempt go: a rate slot, then
-// a concurrency slot. It returns a release for the concurrency slot (nil
-// when there is none), or an error: a refusal with when the rate limit
-// would have let the attempt go, or the context's end.
-func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time) (release func(), retryAt time.Time, err error) {
+// a concurrency slot. It returns the bulkhead whose slot the attempt now
+// holds (nil when there is none), or an error: a refusal with when the rate
+// limit would have let the attempt go, or the context's end.
+func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time) (slot *throttle.Bulkhead, waited time.Duration, retryAt time.Time, err error) {
 	if t.err != nil {
-		return nil, time.Time{}, t.err
+		return nil, 0, time.Time{}, t.err
 	}
 	if t.limiter != nil || t.pacer != nil && t.pacer.Active() {
 		now := p.clock.Now()
@@ -112,28 +112,29 @@ func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time)
 		if t.limiter != nil {
 			a, ok := t.limiter.ReserveBefore(now, deadline)
 			if !ok {
-				return nil, a, ErrThrottled
+				return nil, 0, a, ErrThrottled
 			}
 			at = a
 		}
 		if t.pacer != nil {
 			b, ok := t.pacer.Reserve(now, deadline)
 			if !ok {
-				return nil, b, ErrThrottled
+				return nil, 0, b, ErrThrottled
 			}
 			at = later(at, b)
 		}
-		if !clock.Sleep(p.clock, at.Sub(now), ctx.Done()) {
-			return nil, time.Time{}, context.Cause(ctx)
+		waited = at.Sub(now)
+		if !clock.Sleep(p.clock, waited, ctx.Done()) {
+			return nil, waited, time.Time{}, context.Cause(ctx)
 		}
 	}
 	if t.bulkhead != nil {
 		if err := t.bulkhead.Acquire(ctx); err != nil {
-			return nil, time.Time{}, err
+			return nil, waited, time.Time{}, err
 		}
-		return t.bulkhead.Release, time.Time{}, nil
+		return t.bulkhead, waited, time.Time{}, nil
 	}
-	return nil, time.Time{}, nil
+	return nil, waited, time.Time{}, nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -143,11 +144,11 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// hasQuotaFields reports rate-limit fields on a response, with map lookups
-// only: a response without them costs the pacer nothing more.
+// hasQuotaFields reports the common rate-limit fields on a response, with
+// two map lookups: a response without them costs the pacer nothing more.
+// (The rarer spellings that hint reads are still learned from a 429.)
 func hasQuotaFields(h http.Header) bool {
-	return len(h["X-Ratelimit-Remaining"]) > 0 || len(h["Ratelimit"]) > 0 ||
-		len(h["Ratelimit-Remaining"]) > 0 || len(h["X-Rate-Limit-Remaining"]) > 0
+	return len(h["X-Ratelimit-Remaining"]) > 0 || len(h["Ratelimit"]) > 0
 }
 
 // observe tells the key's pacer what a response said. sent is when its

@@ -13,6 +13,7 @@ import (
 
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/throttle"
 )
 
 // Transport is an [http.RoundTripper] that retries under a [Policy]: it
@@ -181,9 +182,9 @@ type loop struct {
 // stopper ends what an attempt holds: a timer and the context it would
 // cancel, and a concurrency slot.
 type stopper struct {
-	timer   clock.Timer
-	cancel  context.CancelCauseFunc
-	release func()
+	timer  clock.Timer
+	cancel context.CancelCauseFunc
+	slot   *throttle.Bulkhead // the bulkhead whose slot the attempt holds
 }
 
 func (s *stopper) stop() {
@@ -195,9 +196,9 @@ func (s *stopper) stop() {
 		s.cancel(nil)
 		s.timer = nil
 	}
-	if s.release != nil {
-		s.release()
-		s.release = nil
+	if s.slot != nil {
+		s.slot.Release()
+		s.slot = nil
 	}
 }
 
@@ -290,14 +291,17 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	if n == 1 && l.sent {
 		areq, resp, err = l.req, l.firstResp, l.firstErr
 	} else {
-		release, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline)
+		slot, waited, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline)
+		if len(p.hooks) > 0 && (waited > 0 || terr != nil) {
+			l.emitThrottle(n, waited, terr)
+		}
 		if terr != nil {
 			return nil, nil, l.throttled(n, terr, retryAt)
 		}
 		tk, refused := p.admit(l.ks)
 		if refused != nil {
-			if release != nil {
-				release()
+			if slot != nil {
+				slot.Release()
 			}
 			return nil, nil, l.refused(n, refused)
 		}
@@ -305,8 +309,8 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			l.requested()
 		}
 		l.ticket = tk
-		if release != nil {
-			stop = &stopper{release: release}
+		if slot != nil {
+			stop = &stopper{slot: slot}
 		}
 		areq, stop, wrote, err = l.buildRequest(n, stop)
 		if err != nil {

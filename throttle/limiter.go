@@ -20,6 +20,10 @@ import (
 // a wait.
 var ErrThrottled = errors.New("throttled")
 
+// maxInterval bounds the time between events, and the span of a burst: a
+// year, far below where durations overflow.
+const maxInterval = 365 * 24 * time.Hour
+
 // Limiter is a token bucket in its GCRA form: rate events a second with a
 // burst, reserved at a given time. It is safe for concurrent use and
 // allocates nothing.
@@ -52,7 +56,14 @@ func (l *Limiter) set(rate float64, burst int) error {
 	if burst < 1 {
 		return fmt.Errorf("throttle: burst %d must be at least 1", burst)
 	}
-	l.interval = max(1, time.Duration(float64(time.Second)/rate))
+	interval := float64(time.Second) / rate
+	if interval > float64(maxInterval) {
+		return fmt.Errorf("throttle: rate %v is below one event a year", rate)
+	}
+	if float64(burst-1)*interval > float64(maxInterval) {
+		return fmt.Errorf("throttle: burst %d at rate %v spans more than a year", burst, rate)
+	}
+	l.interval = max(1, time.Duration(interval))
 	l.tolerance = time.Duration(burst-1) * l.interval
 	return nil
 }

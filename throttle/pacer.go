@@ -85,7 +85,8 @@ type Pacer struct {
 	succ         successes
 	settled      bool // a throttle hit the pace: probe gently from now on
 	activated    time.Time
-	perRequest   float64 // the rate one request in flight when pacing began adds
+	oldSlots     time.Time // the last slot given out before the last decrease
+	perRequest   float64   // the rate one request in flight when pacing began adds
 }
 
 // NewPacer returns an inactive pacer.
@@ -176,9 +177,9 @@ func (p *Pacer) learnQuota(s Signal) {
 
 func (p *Pacer) throttledLocked(s Signal) {
 	p.lastThrottle = s.Now
-	// One decrease per round trip: throttles of requests sent before the
-	// last decrease report the old rate.
-	if !s.Sent.After(p.lastDecrease) {
+	// One decrease per round: throttles of requests sent before the last
+	// decrease, or in slots given out before it, report the old rate.
+	if !s.Sent.After(p.lastDecrease) || !s.Sent.After(p.oldSlots) {
 		return
 	}
 	// The pace let through a throttle: fall back to at most what the server
@@ -188,8 +189,10 @@ func (p *Pacer) throttledLocked(s Signal) {
 	if s.HasRetryAfter && s.RetryAfter > 0 {
 		floor = math.Max(floor, 1/s.RetryAfter.Seconds()) // one request per Retry-After: what the server asked
 	}
+	floor = math.Min(floor, math.Min(p.rate, p.ceiling)) // a floor never raises the pace, nor passes the quota
 	r := math.Min(p.rate*p.cfg.Decrease, math.Max(p.succ.rate(s.Now), floor))
 	r = math.Max(floor, math.Min(r, p.ceiling))
+	p.oldSlots = p.lim.tat // slots up to here were given out at the old pace
 	p.setRateLocked(r)
 	p.settled = true
 	p.lastDecrease, p.lastProbe = s.Now, s.Now
@@ -215,6 +218,8 @@ func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
 	p.lim.set(r, 1)
 	p.lim.tat = now.Add(p.lim.interval) // the server has just run dry: the first slot is one interval away
 	p.lastDecrease, p.lastProbe, p.activated = now, now, now
+	p.lastThrottle, p.lastDelay = now, now // calm is counted from here
+	p.oldSlots = time.Time{}
 	p.settled = false
 	p.active.Store(true)
 }
@@ -246,18 +251,36 @@ func (p *Pacer) calmLocked(s Signal) {
 	if s.HasQuota && s.Quota.HasRemaining && !slack {
 		p.settled = true // the quota is near empty: stop climbing fast before the server refuses
 	}
-	if slack || !s.HasQuota && now.Sub(p.lastProbe) >= p.cfg.Probe {
-		// Without quota fields the pace grows with calm time: Increase for
-		// each Probe interval since the last raise, however few requests
-		// came, so a client that went quiet is not held at its old pace.
-		steps := max(1, float64(now.Sub(p.lastProbe))/float64(p.cfg.Probe))
+	if p.settled && now.Sub(p.lastThrottle) >= p.cfg.Calm/5 {
+		p.settled = false // a while without push-back: the storm may be over, climb fast again
+	}
+	counted := s.HasQuota && s.Quota.HasRemaining
+	step := max(p.cfg.Probe, p.lim.interval)
+	if slack || !counted && now.Sub(p.lastProbe) >= step {
+		// Without a remaining count the pace grows with calm time: by
+		// Increase for each step (a Probe interval, or a pacing interval if
+		// longer) since the last raise, so a client that went quiet is not
+		// held at its old pace. Once a throttle has hit the pace it grows
+		// gently: a quarter of a step per success, which keeps the share
+		// of refused requests low (about one in seven at the defaults).
+		raisedAt := p.lastProbe
+		steps := float64(now.Sub(p.lastProbe)) / float64(step)
+		up := math.Pow(p.cfg.Increase, math.Min(steps, 100))
+		if p.settled {
+			up = 1 + (p.cfg.Increase-1)/4
+		}
 		p.lastProbe = now
-		r := p.rate * math.Pow(p.cfg.Increase, math.Min(steps, 100))
+		r := p.rate * up
 		switch {
 		case slack && !p.settled:
 			r = p.rate * 2 // room, and no push-back on this pace yet: climb fast
 		case slack:
 			r = math.Max(p.rate+p.perRequest, p.rate*p.cfg.Increase) // near the share the server gives: climb gently
+		}
+		// Without a stated ceiling the pace grows only while it holds
+		// requests back: growth nobody used would be untested.
+		if math.IsInf(p.ceiling, 1) && p.lastDelay.Before(raisedAt) {
+			r = p.rate
 		}
 		if r = math.Min(r, p.ceiling); r > p.rate {
 			p.setRateLocked(r)
@@ -275,6 +298,17 @@ func (p *Pacer) setRateLocked(r float64) {
 	// The next free slot is one interval after the last one given out:
 	// move it with the interval, so a faster pace takes effect at once.
 	p.lim.tat = p.lim.tat.Add(p.lim.interval - old)
+}
+
+// AtFloor reports a pacer that is pacing at its slowest: a server that
+// still refuses is not asking for a slower pace but refusing outright.
+func (p *Pacer) AtFloor() bool {
+	if !p.active.Load() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate <= p.cfg.MinRate
 }
 
 // Interval is the time between requests at the current pace, and zero

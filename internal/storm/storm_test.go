@@ -95,3 +95,23 @@ func TestOptimal(t *testing.T) {
 		t.Fatalf("optimal %v, want 4.9s", got)
 	}
 }
+
+// The storm on loopback, scaled to run in a few seconds: heed's defaults
+// lose nothing, shared or one client per caller (correctness; the numbers
+// are for the benchmark).
+func TestStormLoopbackLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loopback storm")
+	}
+	sc := Scenario{Server: ServerConfig{Rate: 200, Burst: 10}, Clients: 20, PerClient: 10}
+	for _, st := range []Strategy{Heed("shared", true), Heed("independent", false)} {
+		r, err := Run(context.Background(), sc, st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Failed != 0 || r.Succeeded != 200 {
+			t.Fatalf("%s: %+v", st.Name, r)
+		}
+		t.Logf("%s: %.2f attempts/success, %.2fx optimal", st.Name, r.AttemptsPerSuccess(), r.OverOptimal())
+	}
+}

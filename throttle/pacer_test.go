@@ -1,0 +1,809 @@
+package throttle_test
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heed-go/heed/hint"
+	"github.com/heed-go/heed/throttle"
+)
+
+// Signals at virtual times. sent and now are offsets from t0; a sent of
+// zeroSent leaves Sent zero (unknown).
+const zeroSent = time.Duration(math.MinInt64)
+
+func sig(sent, now time.Duration) throttle.Signal {
+	s := throttle.Signal{Now: at(now)}
+	if sent != zeroSent {
+		s.Sent = at(sent)
+	}
+	return s
+}
+
+// success is a success of a request sent at sent, answered at now.
+func success(sent, now time.Duration) throttle.Signal { return sig(sent, now) }
+
+// tooMany is a 429 of a request sent at sent, answered at now, with a
+// Retry-After of ra (none if ra < 0).
+func tooMany(sent, now, ra time.Duration) throttle.Signal {
+	s := sig(sent, now)
+	s.Throttled = true
+	if ra >= 0 {
+		s.RetryAfter, s.HasRetryAfter = ra, true
+	}
+	return s
+}
+
+// quota adds X-RateLimit-style fields: limit, remaining, and a reset (no
+// window). A negative limit or remaining leaves that field out.
+func quota(s throttle.Signal, limit, remaining int64, reset time.Duration) throttle.Signal {
+	s.HasQuota = true
+	s.Quota = hint.Quota{Reset: reset, HasReset: true, Source: hint.SourceXRateLimit}
+	if limit >= 0 {
+		s.Quota.Limit, s.Quota.HasLimit = limit, true
+	}
+	if remaining >= 0 {
+		s.Quota.Remaining, s.Quota.HasRemaining = remaining, true
+	}
+	return s
+}
+
+// ceiling95 is the ceiling Limit 100 with a reset of 1 s states, at the
+// default Safety of 0.95.
+const ceiling95 = 95.0
+
+func rateOf(t *testing.T, p *throttle.Pacer, what string) float64 {
+	t.Helper()
+	r, ok := p.Rate()
+	if !ok {
+		t.Fatalf("%s: pacer inactive, want it pacing", what)
+	}
+	return r
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+func wantRate(t *testing.T, p *throttle.Pacer, what string, want float64) {
+	t.Helper()
+	if got := rateOf(t, p, what); !near(got, want) {
+		t.Errorf("%s: rate %v, want %v", what, got, want)
+	}
+}
+
+func wantInactive(t *testing.T, p *throttle.Pacer, what string) {
+	t.Helper()
+	if p.Active() {
+		r, _ := p.Rate()
+		t.Fatalf("%s: pacer active at %v/s, want inactive", what, r)
+	}
+	if r, ok := p.Rate(); ok || r != 0 {
+		t.Errorf("%s: Rate() = %v, %v; want 0, false", what, r, ok)
+	}
+	if d := p.Interval(); d != 0 {
+		t.Errorf("%s: Interval() = %v, want 0", what, d)
+	}
+}
+
+// activated returns a pacer activated at t0 by a 429 with a Retry-After of
+// ra and the quota fields Limit 100, Remaining 0, reset 1 s: pacing at
+// 1/ra, ceiling 95/s.
+func activated(t *testing.T, ra time.Duration) *throttle.Pacer {
+	t.Helper()
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(quota(tooMany(-10*ms, 0, ra), 100, 0, time.Second))
+	if !p.Active() {
+		t.Fatal("a 429 did not activate the pacer")
+	}
+	return p
+}
+
+func TestPacerInactive(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	wantInactive(t, p, "new pacer")
+	for i, dl := range []time.Time{{}, at(time.Second), at(-time.Second)} {
+		if got, ok := p.Reserve(t0, dl); !got.Equal(t0) || !ok {
+			t.Errorf("case %d: inactive Reserve(t0, %v) = t0+%v, %v; want t0, true", i, dl, got.Sub(t0), ok)
+		}
+	}
+	for i, s := range []throttle.Signal{
+		success(0, 10*ms),
+		success(zeroSent, 10*ms),
+		quota(success(0, 10*ms), 100, 50, time.Second), // plenty left
+		quota(success(0, 10*ms), 100, 11, time.Second), // just over a tenth
+		quota(success(0, 10*ms), -1, 5, time.Second),   // few left, of an unknown limit
+		quota(success(0, 10*ms), 100, -1, time.Second), // no remaining count
+	} {
+		p.Observe(s)
+		if p.Active() {
+			t.Fatalf("case %d: success %+v activated the pacer", i, s)
+		}
+	}
+	wantInactive(t, p, "after successes")
+}
+
+func TestPacerInactiveAllocs(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	s := quota(success(0, 10*ms), 100, 50, time.Second)
+	plain := success(0, 10*ms)
+	if n := testing.AllocsPerRun(1000, func() { p.Reserve(t0, time.Time{}) }); n != 0 {
+		t.Errorf("inactive Reserve allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { p.Observe(plain); p.Observe(s) }); n != 0 {
+		t.Errorf("inactive Observe of successes allocates %v times, want 0", n)
+	}
+	if p.Active() {
+		t.Fatal("successes activated the pacer")
+	}
+}
+
+func TestPacerActivateOn429(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      throttle.PacerConfig
+		s        throttle.Signal
+		rate     float64
+		interval time.Duration
+	}{
+		{"Retry-After 1s", throttle.PacerConfig{}, tooMany(-10*ms, 0, time.Second), 1, time.Second},
+		{"Retry-After 500ms", throttle.PacerConfig{}, tooMany(-10*ms, 0, 500*ms), 2, 500 * ms},
+		{"Retry-After 2s", throttle.PacerConfig{}, tooMany(-10*ms, 0, 2*time.Second), 0.5, 2 * time.Second},
+		{"no Retry-After: one a second", throttle.PacerConfig{}, tooMany(-10*ms, 0, -1), 1, time.Second},
+		{"Retry-After 0: one a second", throttle.PacerConfig{}, tooMany(-10*ms, 0, 0), 1, time.Second},
+		{"Retry-After 10s: MinRate", throttle.PacerConfig{}, tooMany(-10*ms, 0, 10*time.Second), 0.5, 2 * time.Second},
+		{"Retry-After 10s, MinRate 0.05", throttle.PacerConfig{MinRate: 0.05}, tooMany(-10*ms, 0, 10*time.Second), 0.1, 10 * time.Second},
+		{"a ceiling below 1/RA", throttle.PacerConfig{}, quota(tooMany(-10*ms, 0, 500*ms), 60, 0, 60*time.Second), 0.95, 1052631578},
+		{"unknown Sent", throttle.PacerConfig{}, tooMany(zeroSent, 0, time.Second), 1, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := throttle.NewPacer(tt.cfg)
+			p.Observe(tt.s)
+			wantRate(t, p, "after the 429", tt.rate)
+			if got := p.Interval(); got != tt.interval {
+				t.Errorf("Interval() = %v, want %v", got, tt.interval)
+			}
+		})
+	}
+}
+
+func TestPacerActivateOnLowQuota(t *testing.T) {
+	tests := []struct {
+		name      string
+		limit     int64
+		remaining int64
+		activates bool
+		rate      float64 // if it activates
+	}{
+		{"5 of 100", 100, 5, true, ceiling95},
+		{"0 of 100", 100, 0, true, ceiling95},
+		{"1 of 100", 100, 1, true, ceiling95},
+		{"9 of 100", 100, 9, true, ceiling95},
+		// Exactly a tenth counts as low (Remaining*10 <= Limit), though the
+		// doc of low says "under a tenth".
+		{"10 of 100", 100, 10, true, ceiling95},
+		{"11 of 100", 100, 11, false, 0},
+		{"50 of 100", 100, 50, false, 0},
+		{"5 of unknown", -1, 5, false, 0},
+		// A used-up quota of unknown limit: starts at 1/s, and the same
+		// answer counted as an answer in flight adds 1/s more.
+		{"0 of unknown", -1, 0, true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := throttle.NewPacer(throttle.PacerConfig{})
+			p.Observe(quota(success(-10*ms, 0), tt.limit, tt.remaining, time.Second))
+			if p.Active() != tt.activates {
+				t.Fatalf("Active() = %v, want %v", p.Active(), tt.activates)
+			}
+			if !tt.activates {
+				wantInactive(t, p, "not low")
+				return
+			}
+			wantRate(t, p, "after the low success", tt.rate)
+		})
+	}
+}
+
+func TestPacerStaleAnswersRaiseToCeiling(t *testing.T) {
+	p := activated(t, time.Second)
+	wantRate(t, p, "after the 429", 1)
+	if got := p.Interval(); got != time.Second {
+		t.Errorf("Interval() = %v, want 1s", got)
+	}
+	// The answer to a request that was in flight when the pacer started
+	// (Sent before t0), with quota fields: the ceiling at once.
+	p.Observe(quota(success(-20*ms, 10*ms), 100, 0, time.Second))
+	wantRate(t, p, "after a stale answer", ceiling95)
+	want := time.Second / 95 // 1/95 s, truncated as Interval does
+	if got := p.Interval(); got != want {
+		t.Errorf("Interval() = %v, want %v", got, want)
+	}
+	p.Observe(quota(success(-5*ms, 20*ms), 100, 0, time.Second))
+	wantRate(t, p, "after a second stale answer", ceiling95) // never above the ceiling
+}
+
+func TestPacerStaleAnswersWithoutQuota(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, 500*ms)) // 2/s, and 2/s for each request in flight
+	wantRate(t, p, "after the 429", 2)
+	for i, s := range []throttle.Signal{
+		success(-9*ms, 5*ms),
+		tooMany(-8*ms, 6*ms, 500*ms), // a stale throttle too counts a request in flight
+		success(zeroSent, 7*ms),      // unknown Sent: taken as stale
+		success(0, 8*ms),             // sent at the very moment of activation: stale
+	} {
+		p.Observe(s)
+		wantRate(t, p, fmt.Sprintf("stale answer %d", i), 2+2*float64(i+1))
+	}
+}
+
+func TestPacerSlackDoubles(t *testing.T) {
+	p := activated(t, time.Second)
+	want := 1.0
+	for i := 1; i <= 10; i++ {
+		now := time.Duration(i) * 50 * ms
+		p.Observe(quota(success(now-10*ms, now), 100, 50, time.Second))
+		want = math.Min(want*2, ceiling95)
+		wantRate(t, p, fmt.Sprintf("slack success %d", i), want)
+	}
+	if want != ceiling95 {
+		t.Fatalf("test did not reach the ceiling: %v", want)
+	}
+}
+
+func TestPacerSettlesOnNearEmptyQuota(t *testing.T) {
+	for _, ra := range []time.Duration{time.Second, 500 * ms} {
+		for _, remaining := range []int64{0, 1} {
+			t.Run(fmt.Sprintf("RA=%v/remaining=%d", ra, remaining), func(t *testing.T) {
+				p := activated(t, ra)
+				per := float64(time.Second) / float64(ra)
+				start := rateOf(t, p, "activated")
+				p.Observe(quota(success(10*ms, 20*ms), 100, remaining, time.Second))
+				wantRate(t, p, "after a near-empty success", start) // no climb on an empty quota
+				r := start
+				for i := 1; i <= 12; i++ {
+					now := 20*ms + time.Duration(i)*20*ms
+					p.Observe(quota(success(now-10*ms, now), 100, 9, time.Second))
+					got := rateOf(t, p, "slack")
+					lo := r + per                 // at least one request per Retry-After more
+					hi := math.Max(r+per, r*1.25) // and no more than that or x1.25
+					if got < lo-1e-9 || got > hi+1e-9 {
+						t.Fatalf("slack success %d: rate %v -> %v, want in [%v, %v]", i, r, got, lo, hi)
+					}
+					if i >= 3 && got >= 2*r {
+						t.Fatalf("slack success %d: rate %v -> %v, doubled though settled", i, r, got)
+					}
+					r = got
+				}
+				if r >= ceiling95 {
+					t.Errorf("12 gentle steps reached the ceiling (%v)", r)
+				}
+			})
+		}
+	}
+}
+
+func TestPacerThrottleDecrease(t *testing.T) {
+	tests := []struct {
+		name      string
+		successes int           // stale successes at t0+1ms: their count / 3 s is the success rate
+		ra        time.Duration // of the throttle; -1 for none
+		want      float64
+	}{
+		{"no successes: 1/RA", 1, time.Second, 1},
+		{"success rate 10/s", 30, time.Second, 10},
+		{"success rate 50/s", 150, time.Second, 50},
+		{"success rate 100/s: rate*0.7", 300, time.Second, ceiling95 * 0.7},
+		{"Retry-After 250ms: 4/s", 3, 250 * ms, 4},
+		{"no Retry-After: MinRate", 1, -1, 0.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := activated(t, time.Second)
+			for range tt.successes {
+				p.Observe(quota(success(-5*ms, 1*ms), 100, 0, time.Second))
+			}
+			before := rateOf(t, p, "before the throttle")
+			if before != ceiling95 {
+				t.Fatalf("stale answers raised the rate to %v, want %v", before, ceiling95)
+			}
+			p.Observe(tooMany(10*ms, 20*ms, tt.ra))
+			got := rateOf(t, p, "after the throttle")
+			if !near(got, tt.want) {
+				t.Errorf("rate %v -> %v, want %v", before, got, tt.want)
+			}
+			floor := 0.5
+			if tt.ra > 0 {
+				floor = math.Max(floor, float64(time.Second)/float64(tt.ra))
+			}
+			if got < floor-1e-9 || got > before*0.7+1e-9 {
+				t.Errorf("rate %v -> %v, want within [1/RA or MinRate = %v, rate*0.7 = %v]", before, got, floor, before*0.7)
+			}
+
+			// A throttle of a request sent before that decrease reports the
+			// old pace: no change.
+			p.Observe(tooMany(15*ms, 30*ms, tt.ra))
+			p.Observe(tooMany(20*ms, 31*ms, tt.ra)) // sent at the very moment of the decrease
+			if r := rateOf(t, p, "after older throttles"); r != got {
+				t.Errorf("throttles of requests sent before the decrease moved the rate %v -> %v", got, r)
+			}
+		})
+	}
+}
+
+func TestPacerThrottleAfterDecreaseLowersAgain(t *testing.T) {
+	p := activated(t, time.Second)
+	for range 60 {
+		p.Observe(quota(success(-5*ms, 1*ms), 100, 0, time.Second)) // 20/s of successes
+	}
+	p.Observe(tooMany(10*ms, 20*ms, time.Second))
+	wantRate(t, p, "first decrease", 20)
+	p.Observe(tooMany(25*ms, 40*ms, time.Second)) // sent after the first decrease
+	wantRate(t, p, "second decrease", 14)
+	p.Observe(tooMany(30*ms, 50*ms, time.Second)) // sent before the second
+	wantRate(t, p, "throttle from before the second decrease", 14)
+}
+
+func TestPacerZeroSentNeverLowers(t *testing.T) {
+	// Settled (after a decrease), a throttle of unknown Sent changes nothing.
+	p := activated(t, time.Second)
+	for range 60 {
+		p.Observe(quota(success(-5*ms, 1*ms), 100, 0, time.Second))
+	}
+	p.Observe(tooMany(10*ms, 20*ms, time.Second))
+	before := rateOf(t, p, "settled")
+	for i := range 5 {
+		p.Observe(tooMany(zeroSent, 30*ms+time.Duration(i)*ms, time.Second))
+		if got := rateOf(t, p, "zero Sent"); got < before {
+			t.Fatalf("settled: throttle %d of unknown Sent lowered the rate %v -> %v", i, before, got)
+		}
+	}
+
+	// Not settled, it does not lower either (it is counted as an answer in
+	// flight, which raises the starting pace).
+	p = throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, time.Second))
+	p.Observe(quota(success(5*ms, 10*ms), 100, 50, time.Second)) // climbing: 2/s
+	before = rateOf(t, p, "climbing")
+	for i := range 5 {
+		p.Observe(tooMany(zeroSent, 30*ms+time.Duration(i)*ms, time.Second))
+		if got := rateOf(t, p, "zero Sent"); got < before {
+			t.Fatalf("not settled: throttle %d of unknown Sent lowered the rate %v -> %v", i, before, got)
+		}
+	}
+}
+
+// TestPacerThrottleNeverRaises: a throttle of a request sent at the current
+// pace means that pace was too fast.
+func TestPacerThrottleNeverRaises(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, 2*time.Second))
+	before := rateOf(t, p, "activated")
+	p.Observe(tooMany(2*time.Second, 2100*ms, time.Second))
+	if got := rateOf(t, p, "after a throttle"); got > before {
+		t.Errorf("a throttle raised the rate %v -> %v", before, got)
+	}
+
+	// The same with a stated ceiling below 1/RetryAfter: 10 a minute is
+	// 0.158/s at Safety 0.95, but MinRate (0.5) and then 1/RA (1) win.
+	p = throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(quota(tooMany(-10*ms, 0, time.Second), 10, 0, 60*time.Second))
+	before = rateOf(t, p, "activated under a 10/min quota")
+	p.Observe(quota(tooMany(3*time.Second, 3100*ms, time.Second), 10, 0, 57*time.Second))
+	if got := rateOf(t, p, "after a throttle"); got > before {
+		t.Errorf("a throttle under a 10/min quota raised the rate %v -> %v", before, got)
+	}
+}
+
+func TestPacerReserveSpacing(t *testing.T) {
+	p := activated(t, time.Second) // 1/s; the first slot is an interval away
+	steps := []struct {
+		now, deadline time.Duration // deadline -1: none
+		want          time.Duration
+		ok            bool
+	}{
+		{0, -1, time.Second, true},
+		{0, -1, 2 * time.Second, true},
+		{0, 2500 * ms, 3 * time.Second, false}, // past the deadline: nothing reserved
+		{0, 2999 * ms, 3 * time.Second, false},
+		{0, 3 * time.Second, 3 * time.Second, true},
+		{500 * ms, -1, 4 * time.Second, true},
+		{10 * time.Second, 10 * time.Second, 10 * time.Second, true}, // idle: at once, no credit
+		{10 * time.Second, 10 * time.Second, 11 * time.Second, false},
+	}
+	for i, s := range steps {
+		var dl time.Time
+		if s.deadline >= 0 {
+			dl = at(s.deadline)
+		}
+		got, ok := p.Reserve(at(s.now), dl)
+		if !got.Equal(at(s.want)) || ok != s.ok {
+			t.Errorf("step %d: Reserve(t0+%v, %v) = t0+%v, %v; want t0+%v, %v", i, s.now, s.deadline, got.Sub(t0), ok, s.want, s.ok)
+		}
+	}
+}
+
+func TestPacerReserveOneIntervalApart(t *testing.T) {
+	p := activated(t, time.Second)
+	p.Observe(quota(success(-20*ms, 10*ms), 100, 0, time.Second)) // 95/s
+	iv := p.Interval()
+	prev, _ := p.Reserve(at(10*ms), time.Time{})
+	if d := prev.Sub(t0); d < 10*ms || d > 11*ms {
+		t.Errorf("first slot at t0+%v, want one interval (%v) after t0", d, iv)
+	}
+	for i := range 50 {
+		got, ok := p.Reserve(at(10*ms), time.Time{})
+		if !ok {
+			t.Fatalf("reservation %d refused without a deadline", i)
+		}
+		if d := got.Sub(prev); d < iv-time.Nanosecond || d > iv+time.Nanosecond {
+			t.Fatalf("reservation %d: %v after the previous, want one Interval (%v)", i, d, iv)
+		}
+		prev = got
+	}
+	// A faster pace takes effect at once: the next free slot moves with it.
+	last := prev
+	p.Observe(quota(success(-1*ms, 20*ms), 200, 0, time.Second)) // stale: the new ceiling, 190/s
+	iv = p.Interval()
+	if got, _ := p.Reserve(at(10*ms), time.Time{}); got.Sub(last) > iv+time.Nanosecond {
+		t.Errorf("after a raise to %v, the next slot is %v after the last, want at most %v", 190.0, got.Sub(last), iv)
+	}
+}
+
+// Without quota fields the pace grows with calm time: Increase per step,
+// a step being a Probe interval or the pacing interval if longer.
+func TestPacerCalmGrowthWithoutQuota(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  throttle.PacerConfig
+		calm time.Duration
+		want float64
+	}{
+		// Activated at 1/s: the pacing interval (1 s) is the step.
+		{"1s at defaults", throttle.PacerConfig{}, time.Second, 1.25},
+		{"3s at defaults", throttle.PacerConfig{}, 3 * time.Second, math.Pow(1.25, 3)},
+		{"999ms: not yet a step", throttle.PacerConfig{}, 999 * ms, 1},
+		{"1s at Increase 2", throttle.PacerConfig{Probe: 200 * ms, Increase: 2}, time.Second, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := throttle.NewPacer(tt.cfg)
+			p.Observe(tooMany(-10*ms, 0, time.Second))
+			p.Observe(success(tt.calm/2, tt.calm))
+			wantRate(t, p, fmt.Sprintf("after %v calm", tt.calm), tt.want)
+		})
+	}
+
+	// At a fast pace the Probe interval is the step.
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, 10*ms)) // 100/s: interval 10 ms, step 100 ms
+	p.Observe(success(500*ms, time.Second))
+	r := 100 * math.Pow(1.25, 10)
+	wantRate(t, p, "after 1s", r)
+	for _, now := range []time.Duration{1050 * ms, 1099 * ms} {
+		p.Observe(success(now-ms, now))
+		wantRate(t, p, fmt.Sprintf("at t0+%v", now), r)
+	}
+	// A raise needs the pace to have held a request back since the last
+	// one (without a stated ceiling, growth nobody used is not taken).
+	p.Observe(success(1100*ms-ms, 1100*ms))
+	wantRate(t, p, "one probe later, nothing held back", r)
+	p.Reserve(at(1150*ms), time.Time{})
+	p.Reserve(at(1150*ms), time.Time{}) // waits: the pace holds it back
+	p.Observe(success(1200*ms-ms, 1200*ms))
+	wantRate(t, p, "one probe later, a request held back", r*1.25)
+}
+
+// TestPacerGrowthWithQuotaWithoutRemaining: quota fields that state a limit
+// but no remaining count (RateLimit: limit=100, reset=1) show neither slack
+// nor a near-empty quota; the pacer should still climb with calm time.
+func TestPacerGrowthWithQuotaWithoutRemaining(t *testing.T) {
+	p := activated(t, time.Second)
+	ready := 10 * ms
+	for ready < 30*time.Second {
+		sent, _ := p.Reserve(at(ready), time.Time{})
+		d := sent.Sub(t0)
+		p.Observe(quota(success(d, d), 100, -1, time.Second))
+		ready = max(d, ready+10*ms) // wants 100/s
+	}
+	if r, ok := p.Rate(); ok && r < 2 {
+		t.Errorf("after 30 s of successes the pace is still %v/s", r)
+	}
+}
+
+func TestPacerDeactivatesAfterCalm(t *testing.T) {
+	t.Run("calm", func(t *testing.T) {
+		p := throttle.NewPacer(throttle.PacerConfig{})
+		p.Observe(tooMany(-10*ms, 0, time.Second))
+		for s := time.Second; s < 10*time.Second; s += time.Second {
+			p.Observe(success(s-10*ms, s))
+			if !p.Active() {
+				t.Fatalf("inactive at t0+%v, before 10 s of calm", s)
+			}
+		}
+		p.Observe(success(9990*ms, 10*time.Second))
+		wantInactive(t, p, "after 10 s of calm")
+		if got, ok := p.Reserve(at(10*time.Second), at(10*time.Second)); !got.Equal(at(10*time.Second)) || !ok {
+			t.Errorf("inactive Reserve = t0+%v, %v; want now, true", got.Sub(t0), ok)
+		}
+	})
+	t.Run("delay postpones", func(t *testing.T) {
+		p := throttle.NewPacer(throttle.PacerConfig{})
+		p.Observe(tooMany(-10*ms, 0, time.Second))
+		p.Reserve(at(5*time.Second), time.Time{})
+		if got, _ := p.Reserve(at(5*time.Second), time.Time{}); !got.After(at(5 * time.Second)) {
+			t.Fatal("the second Reserve at the same time did not wait")
+		}
+		p.Observe(success(9990*ms, 10*time.Second))
+		if !p.Active() {
+			t.Fatal("inactive 5 s after a reservation waited")
+		}
+		p.Observe(success(14990*ms, 15*time.Second))
+		wantInactive(t, p, "10 s after the last wait")
+	})
+	t.Run("throttle postpones", func(t *testing.T) {
+		p := throttle.NewPacer(throttle.PacerConfig{})
+		p.Observe(tooMany(-10*ms, 0, time.Second))
+		p.Observe(tooMany(7*time.Second, 8*time.Second, time.Second))
+		p.Observe(success(9990*ms, 10*time.Second))
+		p.Observe(success(17990*ms, 17999*ms))
+		if !p.Active() {
+			t.Fatal("inactive less than 10 s after a throttle")
+		}
+		p.Observe(success(17990*ms, 18*time.Second))
+		wantInactive(t, p, "10 s after the last throttle")
+	})
+	t.Run("reactivates", func(t *testing.T) {
+		p := throttle.NewPacer(throttle.PacerConfig{})
+		p.Observe(tooMany(-10*ms, 0, time.Second))
+		p.Observe(success(10*time.Second, 10*time.Second))
+		wantInactive(t, p, "after calm")
+		p.Observe(tooMany(11*time.Second, 11*time.Second, 2*time.Second))
+		wantRate(t, p, "a new 429", 0.5)
+	})
+}
+
+// TestPacerCalmCountsFromActivation: a pacer that a low quota (not a 429)
+// activated has no throttle to count its calm from, and the very next
+// success that did not wait for a slot turns it off.
+func TestPacerCalmCountsFromActivation(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(quota(success(-10*ms, 0), 100, 5, time.Second))
+	if !p.Active() {
+		t.Fatal("a low quota did not activate the pacer")
+	}
+	if got, _ := p.Reserve(at(50*ms), time.Time{}); !got.Equal(at(50 * ms)) {
+		t.Fatalf("Reserve at 95/s 50ms after activation waited until t0+%v", got.Sub(t0))
+	}
+	p.Observe(quota(success(50*ms, 60*ms), 100, 4, time.Second))
+	if !p.Active() {
+		t.Errorf("inactive 60ms after a low quota activated it, want active until %v of calm", 10*time.Second)
+	}
+}
+
+func TestPacerConcurrentUse(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				now := time.Duration(i) * ms
+				switch (g + i) % 4 {
+				case 0:
+					p.Observe(quota(tooMany(now-5*ms, now, time.Second), 100, 0, time.Second))
+				case 1:
+					p.Observe(quota(success(now-5*ms, now), 100, 50, time.Second))
+				case 2:
+					p.Reserve(at(now), at(now+time.Second))
+				default:
+					p.Interval()
+					p.Rate()
+					p.Active()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if r, ok := p.Rate(); ok && (r <= 0 || r > ceiling95) {
+		t.Errorf("rate %v after concurrent use, want within (0, %v]", r, ceiling95)
+	}
+}
+
+// ---- Recovery after a storm, in virtual time ----
+
+// server answers a request sent at sent. Answers arrive at once (zero
+// latency), so the simulation needs no clock.
+type server func(sent time.Time) throttle.Signal
+
+// stormServer lets through one request per `every` and refuses the rest
+// with a 429 and a Retry-After of 1 s; ok and refused add the fields of its
+// answers.
+func stormServer(every time.Duration, ok, refused func(throttle.Signal) throttle.Signal) server {
+	var next time.Time
+	return func(sent time.Time) throttle.Signal {
+		if !sent.Before(next) {
+			next = sent.Add(every)
+			return ok(throttle.Signal{})
+		}
+		return refused(throttle.Signal{Throttled: true, RetryAfter: time.Second, HasRetryAfter: true})
+	}
+}
+
+// withQuota adds X-RateLimit fields: limit, remaining and a reset of 1 s.
+func withQuota(limit, remaining int64) func(throttle.Signal) throttle.Signal {
+	return func(s throttle.Signal) throttle.Signal {
+		s.HasQuota = true
+		s.Quota = hint.Quota{Limit: limit, HasLimit: true, Remaining: remaining, HasRemaining: true,
+			Reset: time.Second, HasReset: true, Source: hint.SourceXRateLimit}
+		return s
+	}
+}
+
+func plain(s throttle.Signal) throttle.Signal { return s }
+
+// always answers every request alike.
+func always(f func(throttle.Signal) throttle.Signal) server {
+	return func(time.Time) throttle.Signal { return f(throttle.Signal{}) }
+}
+
+// traffic counts what a client sent and what the server refused.
+type traffic struct{ sent, refused int }
+
+// client sends requests through p to srv from `from` until `until`, one at
+// a time, one every `gap` at most (its demand) and as fast as the pacer
+// allows: a request the pacer delays goes at its slot, and the next one is
+// ready at once. watch sees the time after each answer.
+func client(p *throttle.Pacer, srv server, from, until time.Time, gap time.Duration, watch func(now time.Time)) traffic {
+	var tr traffic
+	for ready := from; ready.Before(until); {
+		sent, _ := p.Reserve(ready, time.Time{})
+		s := srv(sent)
+		s.Sent, s.Now = sent, sent
+		p.Observe(s)
+		tr.sent++
+		if s.Throttled {
+			tr.refused++
+		}
+		if watch != nil {
+			watch(sent)
+		}
+		ready = ready.Add(gap)
+		if sent.After(ready) {
+			ready = sent // backlogged: the next request is ready as soon as this one went
+		}
+	}
+	return tr
+}
+
+// recovery is what stormOver measured, from the end of the storm.
+type recovery struct {
+	stormRate  float64       // the pace after the last answer of the storm
+	storm      traffic       // requests sent during the storm
+	toTarget   time.Duration // until the pace reached the target (or the pacer turned off); -1 if never
+	toInactive time.Duration // until the pacer turned off; -1 if never
+}
+
+func (r recovery) String() string {
+	return fmt.Sprintf("pace at storm end %.2f/s (storm: %d sent, %d refused); target after %v, inactive after %v (-1ns: never)",
+		r.stormRate, r.storm.sent, r.storm.refused, r.toTarget, r.toInactive)
+}
+
+// stormOver runs a client with a demand of one request per gap against a
+// server that answers as storm for the requests sent in the first stormLen,
+// and as calm for the next `after`.
+func stormOver(t *testing.T, storm, calm server, stormLen, after, gap time.Duration, target float64) recovery {
+	t.Helper()
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	end := at(stormLen)
+	rec := recovery{toTarget: -1, toInactive: -1}
+	srv := func(sent time.Time) throttle.Signal {
+		if sent.Before(end) {
+			s := storm(sent)
+			rec.storm.sent++
+			if s.Throttled {
+				rec.storm.refused++
+			}
+			return s
+		}
+		s := calm(sent)
+		if s.Throttled {
+			t.Fatalf("the calm server refused a request sent at t0+%v", sent.Sub(t0))
+		}
+		return s
+	}
+	client(p, srv, t0, end.Add(after), gap, func(now time.Time) {
+		r, active := p.Rate()
+		if now.Before(end) {
+			rec.stormRate = r
+			return
+		}
+		if rec.toTarget < 0 && (!active || r >= target) {
+			rec.toTarget = now.Sub(end)
+		}
+		if rec.toInactive < 0 && !active {
+			rec.toInactive = now.Sub(end)
+		}
+	})
+	return rec
+}
+
+// TestPacerStormOverWithQuota: for 5 s a server with quota fields lets
+// through only 2 requests a second (answering them with Remaining 2 of 100,
+// and the rest with 429s, Remaining 0), which throttles the pacer down to
+// about 2/s; then it answers every request with slack (Remaining 9 of 100,
+// reset 1 s: a ceiling of 95/s). The times are from the end of the storm,
+// and include the wait for the slot the client reserved during it (up to
+// 1 s at 1/s).
+func TestPacerStormOverWithQuota(t *testing.T) {
+	storm := func() server { return stormServer(500*ms, withQuota(100, 2), withQuota(100, 0)) }
+	calm := always(withQuota(100, 9))
+
+	// A client that would send a request every millisecond: as fast as the
+	// pacer allows.
+	rec := stormOver(t, storm(), calm, 5*time.Second, 20*time.Second, ms, ceiling95)
+	t.Logf("greedy client: %v", rec)
+	if rec.stormRate < 1 || rec.stormRate > 4 {
+		t.Errorf("pace at the end of the storm %.2f/s, want about 2/s", rec.stormRate)
+	}
+	if rec.toTarget < 0 || rec.toTarget > 3*time.Second {
+		t.Errorf("ceiling of %v/s reached %v after the storm, want within 3s", ceiling95, rec.toTarget)
+	}
+	// Its demand is above the ceiling, so pacing must go on: turning off
+	// would send faster than the server's quota.
+	if rec.toInactive >= 0 {
+		t.Errorf("pacer turned off %v after the storm though the client wants more than the ceiling", rec.toInactive)
+	}
+
+	// A client that wants 50 requests a second, below the ceiling: once
+	// the pace passes its demand nothing waits, and the pacer turns off
+	// after Calm.
+	rec = stormOver(t, storm(), calm, 5*time.Second, 20*time.Second, 20*ms, 50)
+	t.Logf("50/s client: %v", rec)
+	if rec.stormRate < 1 || rec.stormRate > 4 {
+		t.Errorf("pace at the end of the storm %.2f/s, want about 2/s", rec.stormRate)
+	}
+	if rec.toTarget < 0 || rec.toTarget > 3*time.Second {
+		t.Errorf("its demand of 50/s reached %v after the storm, want within 3s", rec.toTarget)
+	}
+	if rec.toInactive < 0 || rec.toInactive > 15*time.Second {
+		t.Errorf("pacer turned off %v after the storm, want within 15s", rec.toInactive)
+	}
+}
+
+// TestPacerStormOverWithoutQuota: the same with a server that sends no
+// quota fields: 429s in the storm, successes after it. The client wants 20
+// requests a second, which it sent unpaced before the storm.
+func TestPacerStormOverWithoutQuota(t *testing.T) {
+	const demand = 20.0
+	rec := stormOver(t, stormServer(500*ms, plain, plain), always(plain), 5*time.Second, 20*time.Second, time.Second/demand, demand)
+	t.Logf("20/s client: %v", rec)
+	if rec.stormRate >= demand {
+		t.Errorf("pace at the end of the storm %.2f/s, want below the pre-storm %v/s", rec.stormRate, demand)
+	}
+	if through := float64(rec.storm.sent-rec.storm.refused) / 5; through > 2.2 {
+		t.Errorf("%.2f/s got through a storm that admits 2/s", through)
+	}
+	// Two seconds without push-back unsettle the pacer; from there it grows
+	// by Increase per pacing interval (docs/throttling.md).
+	if rec.toTarget < 0 || rec.toTarget > 4*time.Second {
+		t.Errorf("back at the pre-storm %v/s %v after the storm, want within 4s", demand, rec.toTarget)
+	}
+	if rec.toInactive < 0 || rec.toInactive > 15*time.Second {
+		t.Errorf("pacer turned off %v after the storm, want within 15s", rec.toInactive)
+	}
+}
+
+// TestPacerHoldsPaceWithoutQuota: against a server that admits 2 requests
+// a second and sends no quota fields, a client that wants more should be
+// held near 2/s, with few of its requests refused.
+func TestPacerHoldsPaceWithoutQuota(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	tr := client(p, stormServer(500*ms, plain, plain), t0, at(30*time.Second), ms, nil)
+	t.Logf("%d sent, %d refused", tr.sent, tr.refused)
+	if tr.refused*5 > tr.sent {
+		t.Errorf("%d of %d requests refused, want at most a fifth", tr.refused, tr.sent)
+	}
+}
