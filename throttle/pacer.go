@@ -173,7 +173,19 @@ func (p *Pacer) learnQuota(s Signal) {
 		w = max(p.window, time.Second)
 	}
 	p.ceiling = p.cfg.Safety * float64(q.Limit) / w.Seconds()
+	// In a long, fixed window (an hourly quota, say) spend what remains
+	// evenly over the time left, not in one burst followed by refusals
+	// until the reset. Short windows are token buckets that refill as they
+	// go, where the remaining count alone understates the rate.
+	if w >= fixedWindow && q.HasRemaining && q.HasReset && q.Reset > 0 {
+		even := p.cfg.Safety * math.Max(float64(q.Remaining), 1) / q.Reset.Seconds()
+		p.ceiling = math.Min(p.ceiling, even)
+	}
 }
+
+// fixedWindow is the window length from which a quota is read as a fixed
+// window to be spent evenly rather than a bucket that refills as it goes.
+const fixedWindow = 10 * time.Second
 
 func (p *Pacer) throttledLocked(s Signal) {
 	p.lastThrottle = s.Now
@@ -190,7 +202,7 @@ func (p *Pacer) throttledLocked(s Signal) {
 		floor = math.Max(floor, 1/s.RetryAfter.Seconds()) // one request per Retry-After: what the server asked
 	}
 	floor = math.Min(floor, math.Min(p.rate, p.ceiling)) // a floor never raises the pace, nor passes the quota
-	r := math.Min(p.rate*p.cfg.Decrease, math.Max(p.succ.rate(s.Now), floor))
+	r := math.Min(p.rate*p.cfg.Decrease, math.Max(p.succ.rate(s.Now, p.activated), floor))
 	r = math.Max(floor, math.Min(r, p.ceiling))
 	p.oldSlots = p.lim.tat // slots up to here were given out at the old pace
 	p.setRateLocked(r)
@@ -212,7 +224,7 @@ func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
 	if retryAfter > 0 {
 		per = 1 / retryAfter.Seconds()
 	}
-	r := math.Max(math.Min(per, p.ceiling), p.cfg.MinRate)
+	r := math.Min(math.Max(per, p.cfg.MinRate), p.ceiling) // a stated quota wins over the floor
 	p.rate, p.perRequest = r, per
 	p.lim = Limiter{}
 	p.lim.set(r, 1)
@@ -356,8 +368,14 @@ func (s *successes) add(now time.Time) {
 	s.total++
 }
 
-// rate is successes a second over the last 3 s.
-func (s *successes) rate(now time.Time) float64 {
+// rate is successes a second over the last 3 s, or since since (at least
+// 100 ms) if that is shorter: a history that began lately is not diluted by
+// the time before it.
+func (s *successes) rate(now, since time.Time) float64 {
 	s.advance(now)
-	return float64(s.total) / 3
+	span := 3 * time.Second
+	if d := now.Sub(since); d < span {
+		span = max(d, 100*time.Millisecond)
+	}
+	return float64(s.total) / span.Seconds()
 }

@@ -154,7 +154,8 @@ func TestPacerActivateOn429(t *testing.T) {
 		{"Retry-After 0: one a second", throttle.PacerConfig{}, tooMany(-10*ms, 0, 0), 1, time.Second},
 		{"Retry-After 10s: MinRate", throttle.PacerConfig{}, tooMany(-10*ms, 0, 10*time.Second), 0.5, 2 * time.Second},
 		{"Retry-After 10s, MinRate 0.05", throttle.PacerConfig{MinRate: 0.05}, tooMany(-10*ms, 0, 10*time.Second), 0.1, 10 * time.Second},
-		{"a ceiling below 1/RA", throttle.PacerConfig{}, quota(tooMany(-10*ms, 0, 500*ms), 60, 0, 60*time.Second), 0.95, 1052631578},
+		{"a ceiling below 1/RA", throttle.PacerConfig{}, quota(tooMany(-10*ms, 0, 500*ms), 60, 30, 30*time.Second), 0.95, 1052631578},
+		{"a fixed window spent: one request left for the reset", throttle.PacerConfig{}, quota(tooMany(-10*ms, 0, 500*ms), 60, 0, 60*time.Second), 0.95 / 60, 63157894736},
 		{"unknown Sent", throttle.PacerConfig{}, tooMany(zeroSent, 0, time.Second), 1, time.Second},
 	}
 	for _, tt := range tests {
@@ -289,7 +290,7 @@ func TestPacerSettlesOnNearEmptyQuota(t *testing.T) {
 func TestPacerThrottleDecrease(t *testing.T) {
 	tests := []struct {
 		name      string
-		successes int           // stale successes at t0+1ms: their count / 3 s is the success rate
+		successes int           // stale successes at t0+2.9s: their count / 3 s is the success rate
 		ra        time.Duration // of the throttle; -1 for none
 		want      float64
 	}{
@@ -304,13 +305,13 @@ func TestPacerThrottleDecrease(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := activated(t, time.Second)
 			for range tt.successes {
-				p.Observe(quota(success(-5*ms, 1*ms), 100, 0, time.Second))
+				p.Observe(quota(success(-5*ms, 2900*ms), 100, 0, time.Second))
 			}
 			before := rateOf(t, p, "before the throttle")
 			if before != ceiling95 {
 				t.Fatalf("stale answers raised the rate to %v, want %v", before, ceiling95)
 			}
-			p.Observe(tooMany(10*ms, 20*ms, tt.ra))
+			p.Observe(tooMany(3000*ms, 3010*ms, tt.ra))
 			got := rateOf(t, p, "after the throttle")
 			if !near(got, tt.want) {
 				t.Errorf("rate %v -> %v, want %v", before, got, tt.want)
@@ -325,8 +326,8 @@ func TestPacerThrottleDecrease(t *testing.T) {
 
 			// A throttle of a request sent before that decrease reports the
 			// old pace: no change.
-			p.Observe(tooMany(15*ms, 30*ms, tt.ra))
-			p.Observe(tooMany(20*ms, 31*ms, tt.ra)) // sent at the very moment of the decrease
+			p.Observe(tooMany(3005*ms, 3020*ms, tt.ra))
+			p.Observe(tooMany(3010*ms, 3021*ms, tt.ra)) // sent at the very moment of the decrease
 			if r := rateOf(t, p, "after older throttles"); r != got {
 				t.Errorf("throttles of requests sent before the decrease moved the rate %v -> %v", got, r)
 			}
@@ -337,13 +338,13 @@ func TestPacerThrottleDecrease(t *testing.T) {
 func TestPacerThrottleAfterDecreaseLowersAgain(t *testing.T) {
 	p := activated(t, time.Second)
 	for range 60 {
-		p.Observe(quota(success(-5*ms, 1*ms), 100, 0, time.Second)) // 20/s of successes
+		p.Observe(quota(success(-5*ms, 2900*ms), 100, 0, time.Second)) // 20/s of successes over 3 s
 	}
-	p.Observe(tooMany(10*ms, 20*ms, time.Second))
+	p.Observe(tooMany(3000*ms, 3010*ms, time.Second))
 	wantRate(t, p, "first decrease", 20)
-	p.Observe(tooMany(25*ms, 40*ms, time.Second)) // sent after the first decrease
+	p.Observe(tooMany(3015*ms, 3030*ms, time.Second)) // sent after the first decrease
 	wantRate(t, p, "second decrease", 14)
-	p.Observe(tooMany(30*ms, 50*ms, time.Second)) // sent before the second
+	p.Observe(tooMany(3020*ms, 3040*ms, time.Second)) // sent before the second
 	wantRate(t, p, "throttle from before the second decrease", 14)
 }
 
@@ -805,5 +806,40 @@ func TestPacerHoldsPaceWithoutQuota(t *testing.T) {
 	t.Logf("%d sent, %d refused", tr.sent, tr.refused)
 	if tr.refused*5 > tr.sent {
 		t.Errorf("%d of %d requests refused, want at most a fifth", tr.refused, tr.sent)
+	}
+}
+
+// A long, fixed window (an hourly quota) is spent evenly over the time
+// left: 500 remaining with 20 minutes to go is about 0.4 a second, not the
+// 5000 an hour (1.39/s) the limit alone would allow.
+func TestPacerSpendsFixedWindowEvenly(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(quota(success(0, 10*ms), 5000, 100, 20*time.Minute)) // low: 100 of 5000
+	r := rateOf(t, p, "after a low quota")
+	even := 0.95 * 100 / (20 * time.Minute).Seconds()
+	if r > even*1.0001 {
+		t.Fatalf("pace %v/s, want at most the even %v/s", r, even)
+	}
+	// In a short window (a token bucket refilling as it goes) the stated
+	// rate holds, not remaining/reset.
+	p = throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, time.Second))
+	p.Observe(quota(success(-5*ms, 10*ms), 100, 0, time.Second)) // stale: jumps to the ceiling
+	if r := rateOf(t, p, "short window"); r < 90 {
+		t.Fatalf("pace %v/s in a 1 s window of 100, want the stated 95/s", r)
+	}
+}
+
+// Shortly after pacing began, the success rate is measured over the time
+// since: a client whose requests are getting through is not cut to a rate
+// diluted by the time before.
+func TestPacerSuccessRateSinceActivation(t *testing.T) {
+	p := activated(t, time.Second)
+	for i := range 45 {
+		p.Observe(quota(success(-5*ms, time.Duration(i)*10*ms), 100, 0, time.Second)) // 90/s for 0.5 s
+	}
+	p.Observe(tooMany(490*ms, 500*ms, time.Second))
+	if r := rateOf(t, p, "after a throttle 0.5 s in"); r < ceiling95*0.7-1e-9 {
+		t.Fatalf("rate %v, want rate*0.7 (%v): 90/s of successes over the 0.5 s since activation", r, ceiling95*0.7)
 	}
 }
