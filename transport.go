@@ -527,19 +527,17 @@ func (l *loop) final(areq *http.Request, resp *http.Response, err error, d Decis
 // reads a body heed did not read ahead, and stops them when it is closed.
 // For a body already in memory they stop at once.
 func (l *loop) releaseOnClose(resp *http.Response, attempt *stopper) {
-	total := l.total
-	l.total = stopper{} // the deferred stop must not cancel the context under the caller
-	stop := func() {
-		if attempt != nil {
-			attempt.stop()
-		}
-		total.stop()
-	}
 	if _, inMemory := resp.Body.(*memBody); inMemory || resp.Body == nil || resp.Body == http.NoBody {
-		stop()
+		attempt.stop()
+		l.total.stop()
 		return
 	}
-	resp.Body = &onCloseBody{ReadCloser: resp.Body, onClose: stop}
+	total := l.total
+	l.total = stopper{} // the deferred stop must not cancel the context under the caller
+	resp.Body = &onCloseBody{ReadCloser: resp.Body, onClose: func() {
+		attempt.stop()
+		total.stop()
+	}}
 }
 
 type onCloseBody struct {

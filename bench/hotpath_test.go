@@ -22,6 +22,12 @@ func hotPaths(tb testing.TB, base http.RoundTripper) []struct {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Throttling on but never throttling: a rate and a concurrency limit
+	// far above what the benchmark reaches, and adaptive pacing.
+	limited, err := heed.New(heed.WithBase(base), heed.WithLimits(heed.Limits{Rate: 1e9, Burst: 1000, Concurrency: 1000}))
+	if err != nil {
+		tb.Fatal(err)
+	}
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient.Transport = base
 	rc.Logger = log.New(io.Discard, "", 0)
@@ -31,6 +37,7 @@ func hotPaths(tb testing.TB, base http.RoundTripper) []struct {
 	}{
 		{"bare", base},
 		{"heed", h},
+		{"heed-limits", limited},
 		{"retryablehttp", &retryablehttp.RoundTripper{Client: rc}},
 		{"failsafe", failsafehttp.NewRoundTripper(base, failsafehttp.NewRetryPolicyBuilder().Build())},
 	}
