@@ -88,6 +88,14 @@
 // retried ([HeaderRetried]), which heed clients do not retry again. See
 // docs/resilience.md and docs/protocol.md.
 //
+// # Throttling
+//
+// heed paces requests so a server's limit is not hit: static limits per key
+// ([WithLimits], [WithKeyLimits]: a token bucket and a concurrency limit),
+// and adaptive pacing on by default, which learns a safe rate from 429s and
+// the rate-limit fields and spaces requests to it ([WithPacing],
+// [ErrThrottled]). See docs/throttling.md.
+//
 // # Other calls
 //
 // [Do] and [DoKey] run any func(ctx) (T, error) under the same policy, classifying

@@ -40,6 +40,7 @@ type keyState struct {
 type registry struct {
 	p        *Policy
 	m        atomic.Pointer[map[string]*keyState]
+	last     atomic.Pointer[keyState]
 	mu       sync.Mutex // serialises writers
 	overflow *keyState
 }
@@ -51,9 +52,14 @@ func newRegistry(p *Policy) *registry {
 	return r
 }
 
-// state returns the state of key, creating it on first use.
+// state returns the state of key, creating it on first use. The last key
+// asked for is remembered: a transport that calls one host skips the map.
 func (r *registry) state(key string) *keyState {
+	if ks := r.last.Load(); ks != nil && ks.key == key {
+		return ks
+	}
 	if ks := (*r.m.Load())[key]; ks != nil {
+		r.last.Store(ks)
 		return ks
 	}
 	r.mu.Lock()
@@ -94,7 +100,7 @@ func (p *Policy) newKeyState(key string) *keyState {
 	if p.newBudget != nil {
 		ks.budget = p.newBudget(key)
 	}
-	ks.throttle = p.newThrottle(key)
+	p.initThrottle(&ks.throttle, key)
 	return ks
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/heed-go/heed/clock"
@@ -64,10 +65,39 @@ type throttleState struct {
 	limiter  *throttle.Limiter  // nil without a rate limit
 	bulkhead *throttle.Bulkhead // nil without a concurrency limit
 	err      error              // limits of this key that cannot work
+
+	// quotaLooks counts successes checked for rate-limit fields and found
+	// without them; past quotaProbes the key's server is taken not to send
+	// them and successes are no longer checked (a 429 checks again). -1:
+	// the server sends them.
+	quotaLooks atomic.Int32
 }
 
-func (p *Policy) newThrottle(key string) throttleState {
-	var t throttleState
+// quotaProbes is how many successes without rate-limit fields make heed stop
+// looking for them on a key's successes.
+const quotaProbes = 16
+
+// quotaFields reports the common rate-limit fields on a successful
+// response, looking only while the key's server may send them: for a server
+// that never does, a success soon costs one atomic load.
+func (t *throttleState) quotaFields(h http.Header) bool {
+	n := t.quotaLooks.Load()
+	if n >= quotaProbes || t.pacer == nil {
+		return false
+	}
+	if hasQuotaFields(h) {
+		if n != -1 {
+			t.quotaLooks.Store(-1)
+		}
+		return true
+	}
+	if n >= 0 {
+		t.quotaLooks.Add(1)
+	}
+	return false
+}
+
+func (p *Policy) initThrottle(t *throttleState, key string) {
 	if p.pacing {
 		t.pacer = throttle.NewPacer(p.pacerConfig)
 	}
@@ -77,7 +107,7 @@ func (p *Policy) newThrottle(key string) throttleState {
 	}
 	if err := l.validate(); err != nil {
 		t.err = fmt.Errorf("heed: limits for key %q: %w", key, err)
-		return t
+		return
 	}
 	if l.Rate > 0 {
 		t.limiter, _ = throttle.NewLimiter(l.Rate, max(1, l.Burst))
@@ -85,7 +115,6 @@ func (p *Policy) newThrottle(key string) throttleState {
 	if l.Concurrency > 0 {
 		t.bulkhead, _ = throttle.NewBulkhead(p.clock, l.Concurrency, l.Queue, l.QueueTimeout)
 	}
-	return t
 }
 
 // quiet reports a key whose throttling costs nothing right now: no static
@@ -174,6 +203,9 @@ func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Respo
 		throttled = throttled || s.HasRetryAfter // a 503 with a Retry-After is a push-back too
 	}
 	s.Throttled = throttled
+	if throttled && !quota && t.quotaLooks.Load() > 0 {
+		t.quotaLooks.Store(0) // pushed back: look at successes again
+	}
 	if quota {
 		s.Quota, s.HasQuota = hint.RateLimit(h, now)
 	}

@@ -99,7 +99,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
 		if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
 			p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
-			if hasQuotaFields(resp.Header) {
+			if l.ks.throttle.quotaFields(resp.Header) {
 				p.observe(&l.ks.throttle, time.Time{}, time.Time{}, resp)
 			}
 			return resp, nil
@@ -362,7 +362,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	// sized by the pace just learned.
 	var now time.Time
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable ||
-		l.ks.throttle.pacing() || hasQuotaFields(resp.Header)) {
+		l.ks.throttle.pacing() || l.ks.throttle.quotaFields(resp.Header)) {
 		now = p.clock.Now()
 		p.observe(&l.ks.throttle, aStart, now, resp)
 	}
