@@ -281,3 +281,19 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		t.Errorf("two problems: %v", err)
 	}
 }
+
+// Retries told the same Retry-After spread over as long again, or over the
+// key's pacing interval if that is longer: jitter sized by the pace learned.
+func TestSpreadSizedByPace(t *testing.T) {
+	p := mustPolicy(t)
+	ra := http.Header{"Retry-After": {"1"}}
+	lo := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0, Pace: 3 * time.Second})
+	hi := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: 3 * time.Second})
+	if lo.Wait != time.Second || hi.Wait < 3900*time.Millisecond || hi.Wait > 4*time.Second {
+		t.Fatalf("waits %v..%v, want [1s, 4s): the hint plus up to one pacing interval", lo.Wait, hi.Wait)
+	}
+	hi = p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: 10 * time.Millisecond})
+	if hi.Wait < 1990*time.Millisecond || hi.Wait > 2*time.Second {
+		t.Fatalf("wait %v, want [1s, 2s): as long again as the hint", hi.Wait)
+	}
+}

@@ -31,6 +31,10 @@ type Limits struct {
 	// QueueTimeout is how long a request may wait for a slot; 0 leaves only
 	// the request's context to bound it.
 	QueueTimeout time.Duration
+	// NoPacing turns adaptive pacing off for the key; Pacing, if not zero,
+	// tunes it for the key instead of WithPacing.
+	NoPacing bool
+	Pacing   throttle.PacerConfig
 }
 
 // PerMinute converts a limit per minute to the per-second Rate of Limits.
@@ -98,12 +102,16 @@ func (t *throttleState) quotaFields(h http.Header) bool {
 }
 
 func (p *Policy) initThrottle(t *throttleState, key string) {
-	if p.pacing {
-		t.pacer = throttle.NewPacer(p.pacerConfig)
-	}
 	l := p.limits
 	if p.keyLimits != nil {
 		l = p.keyLimits(key)
+	}
+	if p.pacing && !l.NoPacing {
+		cfg := p.pacerConfig
+		if l.Pacing != (throttle.PacerConfig{}) {
+			cfg = l.Pacing
+		}
+		t.pacer = throttle.NewPacer(cfg)
 	}
 	if err := l.validate(); err != nil {
 		t.err = fmt.Errorf("heed: limits for key %q: %w", key, err)

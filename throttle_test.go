@@ -202,3 +202,16 @@ func TestPacingFromQuotaFields(t *testing.T) {
 		t.Fatalf("a low quota did not start pacing: %q", rec.kinds())
 	}
 }
+
+// Limits per key may turn pacing off for one server.
+func TestKeyLimitsPacingOff(t *testing.T) {
+	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.RetryAfter(429, 1), heedtest.OK("")})
+	rec := &recorder{}
+	c, _ := client(t, heed.WithHook(rec), heed.WithKeyLimits(func(string) heed.Limits { return heed.Limits{NoPacing: true} }))
+	for range 3 {
+		get(t, c, srv.URL)
+	}
+	if strings.Contains(rec.kinds(), "throttle") {
+		t.Fatalf("paced with pacing off for the key: %q", rec.kinds())
+	}
+}
