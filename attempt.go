@@ -59,6 +59,9 @@ type Attempt struct {
 	// and Source where that wait came from. Zero for the last attempt.
 	Wait   time.Duration
 	Source WaitSource
+	// Hedge is the hedged copy whose answer the attempt took: 0 for the
+	// first copy, 1 for the first hedge (see WithHedging).
+	Hedge int
 }
 
 // callKey finds the call state in a context.

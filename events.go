@@ -28,6 +28,9 @@ const (
 	// EventThrottle: the key's limits or pacer held attempt Attempt back for
 	// Wait before it could go (Err is set when they refused it instead).
 	EventThrottle
+	// EventHedge: attempt Attempt had not answered after Wait, and heed
+	// sent copy Hedge of it (1 for the first hedge).
+	EventHedge
 )
 
 func (k EventKind) String() string {
@@ -44,6 +47,8 @@ func (k EventKind) String() string {
 		return "breaker"
 	case EventThrottle:
 		return "throttle"
+	case EventHedge:
+		return "hedge"
 	}
 	return "unknown"
 }
@@ -63,6 +68,10 @@ type Event struct {
 	// Attempt is the attempt's number, from 1; MaxAttempts the policy's
 	// limit.
 	Attempt, MaxAttempts int
+	// Hedge is the hedged copy the event is about: the copy sent
+	// (EventHedge) or the one whose answer the attempt took (EventAttempt),
+	// 0 for the first copy.
+	Hedge int
 	// Status is the response's status code, 0 if there was none.
 	Status int
 	// Err is the attempt's or call's error.

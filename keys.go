@@ -32,6 +32,7 @@ type keyState struct {
 	breaker  *breaker.Breaker // nil when breakers are off
 	budget   budget.Budget    // nil when budgets are off
 	throttle throttleState
+	hedge    *hedgeState // nil when hedging is off
 }
 
 // registry maps keys to their state. Reads, on every request, load an
@@ -101,6 +102,9 @@ func (p *Policy) newKeyState(key string) *keyState {
 		ks.budget = p.newBudget(key)
 	}
 	p.initThrottle(&ks.throttle, key)
+	if p.hedge != nil {
+		ks.hedge = p.newHedgeState()
+	}
 	return ks
 }
 

@@ -160,11 +160,21 @@ func callAttrs(n, max int, err error) []slog.Attr {
 	return attrs
 }
 
-func (l *loop) emitAttempt(areq *http.Request, n, status int, err error, kind ErrorKind, took time.Duration) {
+func (l *loop) emitAttempt(areq *http.Request, n, copy, status int, err error, kind ErrorKind, took time.Duration) {
 	p := l.p
 	p.emit(l.ctx, Event{
 		Kind: EventAttempt, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: areq.URL,
-		Attempt: n, MaxAttempts: p.maxAttempts, Status: status, Err: err, ErrorKind: kind, Duration: took,
+		Attempt: n, MaxAttempts: p.maxAttempts, Hedge: copy, Status: status, Err: err, ErrorKind: kind, Duration: took,
+	})
+}
+
+// emitHedge reports that copy i of attempt l.n went out, delay after the
+// copy before it.
+func (l *loop) emitHedge(areq *http.Request, i int, delay time.Duration) {
+	p := l.p
+	p.emit(l.ctx, Event{
+		Kind: EventHedge, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: areq.URL,
+		Attempt: l.n, MaxAttempts: p.maxAttempts, Hedge: i, Wait: delay,
 	})
 }
 

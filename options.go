@@ -82,7 +82,8 @@ type config struct {
 	pacerConfig     throttle.PacerConfig
 	limits          Limits
 	keyLimits       func(key string) Limits
-	problems        []error // bad values met while applying options
+	hedge           *HedgeConfig // nil: no hedging
+	problems        []error      // bad values met while applying options
 }
 
 func defaultConfig() config {

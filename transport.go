@@ -180,16 +180,22 @@ type loop struct {
 }
 
 // stopper ends what an attempt holds: a timer and the context it would
-// cancel, and a concurrency slot.
+// cancel, a concurrency slot, and the context of the hedged copy that
+// answered.
 type stopper struct {
 	timer  clock.Timer
 	cancel context.CancelCauseFunc
 	slot   *throttle.Bulkhead // the bulkhead whose slot the attempt holds
+	hedge  context.CancelCauseFunc
 }
 
 func (s *stopper) stop() {
 	if s == nil {
 		return
+	}
+	if s.hedge != nil {
+		s.hedge(nil)
+		s.hedge = nil
 	}
 	if s.timer != nil {
 		s.timer.Stop()
@@ -214,6 +220,9 @@ func (l *loop) getCall() *call {
 func (l *loop) requested() {
 	if l.ks.budget != nil {
 		l.ks.budget.Request()
+	}
+	if l.ks.hedge != nil {
+		l.ks.hedge.share.Request()
 	}
 }
 
@@ -286,6 +295,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		wrote *atomic.Bool
 		resp  *http.Response
 		err   error
+		copy  int // the hedged copy that answered
 	)
 	aStart := l.start // zero for an untimed first attempt
 	if n == 1 && l.sent {
@@ -320,7 +330,11 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		if n > 1 || aStart.IsZero() && l.ks.throttle.pacing() {
 			aStart = p.clock.Now()
 		}
-		resp, err = l.t.send(areq)
+		if l.hedgeable() {
+			resp, stop, copy, err = l.sendHedged(areq, stop)
+		} else {
+			resp, err = l.t.send(areq)
+		}
 	}
 	if err == nil && resp == nil {
 		err = errors.New("heed: base RoundTripper returned neither a response nor an error")
@@ -393,10 +407,10 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		d = p.gate(l.ks, d, status, now, l.deadline) // after settle: this attempt may have opened the breaker
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
-		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind})
+		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind, Hedge: copy})
 	}
 	if len(p.hooks) > 0 {
-		l.emitAttempt(areq, n, status, err, d.Kind, since(aStart, now))
+		l.emitAttempt(areq, n, copy, status, err, d.Kind, since(aStart, now))
 	}
 
 	// 401: refresh credentials once and try again at once.

@@ -95,6 +95,20 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	}
 }
 
+// TryAcquire takes a slot only if one is free and no call is queued for
+// one; it never waits. It reports whether the caller holds a slot, which it
+// must then Release. Heed's hedges use it: a hedge is worth sending only
+// when it does not have to queue.
+func (b *Bulkhead) TryAcquire() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running < b.max && len(b.waiters) == 0 {
+		b.running++
+		return true
+	}
+	return false
+}
+
 // abandon takes w out of the queue, unless a slot was handed to it in the
 // meantime, which it then keeps.
 func (b *Bulkhead) abandon(w *waiter, err error) error {

@@ -491,3 +491,38 @@ func TestBulkheadAcquireAllocs(t *testing.T) {
 	}
 	b.Release()
 }
+
+func TestBulkheadTryAcquire(t *testing.T) {
+	ctx := context.Background()
+	clk := heedtest.NewClock(t0)
+	b := newBulkhead(t, clk, 2, 1, time.Minute)
+	for i := range 2 {
+		if !b.TryAcquire() {
+			t.Fatalf("TryAcquire refused free slot %d", i+1)
+		}
+	}
+	if b.TryAcquire() {
+		t.Fatal("TryAcquire took a slot past the limit")
+	}
+	wantInUse(t, "full", b, 2, 0)
+
+	// A queued call has the first claim on a freed slot: TryAcquire does
+	// not jump the queue.
+	w := acquireAsync(ctx, b)
+	clk.BlockUntil(1)
+	if b.TryAcquire() {
+		t.Fatal("TryAcquire jumped the queue")
+	}
+	b.Release()
+	if err := waitResult(t, "waiter", w); err != nil {
+		t.Fatal(err)
+	}
+	wantInUse(t, "slot handed to the waiter", b, 2, 0)
+	b.Release()
+	if !b.TryAcquire() {
+		t.Fatal("TryAcquire refused a slot freed with no one queued")
+	}
+	b.Release()
+	b.Release()
+	wantInUse(t, "end", b, 0, 0)
+}
