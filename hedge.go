@@ -328,19 +328,21 @@ func retryableStatus(code int) bool {
 }
 
 // latencies is a bounded streaming estimate of a key's latency: a histogram
-// of log-spaced buckets (20% apart, from 100 µs to about 3.5 min) whose counts
-// halve every 1,024 samples, so it follows recent traffic in constant
-// memory.
+// of log-spaced buckets (10% apart, from 100 µs to about 7 min; 1.3 KiB)
+// whose counts halve every 1,024 samples, so it follows recent traffic in
+// constant memory. A quantile reads as its bucket's upper edge: it
+// overshoots by at most 10%, and never falls below a latency that many
+// requests share, which would hedge them all.
 type latencies struct {
 	mu     sync.Mutex
-	counts [80]float64
+	counts [160]float64
 	total  float64
 	seen   int
 }
 
 const (
 	latencyMin   = 100 * time.Microsecond
-	latencyRatio = 1.2
+	latencyRatio = 1.1
 	latencyDecay = 1024
 	latencyWarm  = 20 // samples before the adaptive delay is trusted
 )

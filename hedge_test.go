@@ -468,11 +468,11 @@ func TestHedgeAdaptiveDelay(t *testing.T) {
 		if len(hedges) != 1 {
 			t.Fatalf("%d hedges for a slow request, want 1", len(hedges))
 		}
-		// 5 ms falls in the histogram bucket ending at 5.52 ms.
-		if d := hedges[0].Wait; d < 5*time.Millisecond || d > 6*time.Millisecond {
+		// 5 ms falls in the histogram bucket ending at 5.48 ms.
+		if d := hedges[0].Wait; d < 5*time.Millisecond || d > 5500*time.Microsecond {
 			t.Errorf("hedged after %v, want the p95 of 5ms requests", d)
 		}
-		if took > 12*time.Millisecond {
+		if took > 11*time.Millisecond {
 			t.Errorf("slow request took %v with its hedge, want about 10.5ms", took)
 		}
 		synctest.Wait()
