@@ -31,6 +31,12 @@ const (
 	// EventHedge: attempt Attempt had not answered after Wait, and heed
 	// sent copy Hedge of it (1 for the first hedge).
 	EventHedge
+	// EventStale: the call failed (Reason, Err) and heed served a stored
+	// response of age Age instead (see WithStaleIfError); Status is its.
+	EventStale
+	// EventFallback: the call failed (Reason, Err) and the fallback
+	// answered; Status is its response's, 0 when it returned an error.
+	EventFallback
 )
 
 func (k EventKind) String() string {
@@ -49,6 +55,10 @@ func (k EventKind) String() string {
 		return "throttle"
 	case EventHedge:
 		return "hedge"
+	case EventStale:
+		return "stale"
+	case EventFallback:
+		return "fallback"
 	}
 	return "unknown"
 }
@@ -88,6 +98,8 @@ type Event struct {
 	// Duration is the attempt's duration (EventAttempt) or the call's
 	// (EventDone).
 	Duration time.Duration
+	// Age is the age of the stored response served (EventStale).
+	Age time.Duration
 	// From and To are the breaker's states before and after (EventBreaker).
 	From, To breaker.State
 }

@@ -213,7 +213,7 @@ func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *s
 	if !known {
 		// Too little history for a delay: send plainly, and learn.
 		resp, err := l.t.send(areq)
-		if err == nil && resp != nil && !retryableStatus(resp.StatusCode) {
+		if err == nil && resp != nil && !failedStatus(resp.StatusCode) {
 			hs.lat.add(p.clock.Now().Sub(start))
 		}
 		return resp, stop, 0, err
@@ -230,7 +230,7 @@ func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *s
 		select {
 		case res := <-r.results:
 			pending--
-			won := res.err == nil && !retryableStatus(res.resp.StatusCode)
+			won := res.err == nil && !failedStatus(res.resp.StatusCode)
 			if won || pending == 0 {
 				if failed != nil {
 					failed.release()
@@ -319,12 +319,6 @@ func (l *loop) mayHedge() (*throttle.Bulkhead, bool) {
 		return nil, false
 	}
 	return slot, true
-}
-
-// retryableStatus reports statuses a hedge keeps waiting past: the ones
-// the decision table may retry.
-func retryableStatus(code int) bool {
-	return code == http.StatusTooManyRequests || code >= 500 || code == http.StatusRequestTimeout
 }
 
 // latencies is a bounded streaming estimate of a key's latency: a histogram

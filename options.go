@@ -83,7 +83,9 @@ type config struct {
 	limits          Limits
 	keyLimits       func(key string) Limits
 	hedge           *HedgeConfig // nil: no hedging
-	problems        []error      // bad values met while applying options
+	stale           *StaleConfig // nil: no stale-if-error store
+	fallback        Fallback
+	problems        []error // bad values met while applying options
 }
 
 func defaultConfig() config {

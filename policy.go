@@ -24,8 +24,9 @@ const (
 // transport and [Do] call using it. It is safe for concurrent use.
 type Policy struct {
 	config
-	plain bool      // no hook, classifier or time bound: RoundTrip may take its fast path
-	keys  *registry // state per key: breakers and budgets
+	plain bool        // no hook, classifier or time bound: RoundTrip may take its fast path
+	keys  *registry   // state per key: breakers and budgets
+	store *staleStore // nil unless WithStaleIfError
 }
 
 // NewPolicy builds a Policy from the defaults and opts. It returns an error
@@ -44,8 +45,12 @@ func NewPolicy(opts ...Option) (*Policy, error) {
 	}
 	cfg.problems = nil
 	plain := len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0 &&
-		cfg.limits.Rate == 0 && cfg.limits.Concurrency == 0 && cfg.keyLimits == nil && cfg.hedge == nil
+		cfg.limits.Rate == 0 && cfg.limits.Concurrency == 0 && cfg.keyLimits == nil && cfg.hedge == nil &&
+		cfg.stale == nil && cfg.fallback == nil
 	p := &Policy{config: cfg, plain: plain}
+	if cfg.stale != nil {
+		p.store = newStaleStore(*cfg.stale)
+	}
 	p.keys = newRegistry(p)
 	return p, nil
 }

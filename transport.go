@@ -172,6 +172,10 @@ type loop struct {
 	ks     *keyState
 	ticket breaker.Ticket // the breaker's permission for the current attempt
 
+	// Why heed stopped retrying a final response, for a fallback.
+	reason  error
+	retryAt time.Time
+
 	// The first attempt, when RoundTrip's fast path already made it.
 	sent        bool
 	firstResp   *http.Response
@@ -277,6 +281,9 @@ func (l *loop) run() (*http.Response, error) {
 		}
 		if resp == nil {
 			stop.stop()
+		}
+		if p.store != nil || p.fallback != nil {
+			return l.degrade(resp, err)
 		}
 		return resp, err
 	}
@@ -520,6 +527,7 @@ func (l *loop) final(areq *http.Request, resp *http.Response, err error, d Decis
 		return nil, stop, l.fail(areq, reason, cause, d.RetryAt)
 	}
 	if d.Reason != nil {
+		l.reason, l.retryAt = d.Reason, d.RetryAt
 		l.giveUp(areq, d.Reason, d.RetryAt)
 	}
 	if l.c != nil {
