@@ -200,13 +200,21 @@ func (s *staleStore) put(e *staleEntry) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	replaced := false
 	for _, el := range s.byURL[e.url] {
 		if old := el.Value.(*staleEntry); sameVariant(old, e.vary, e.values) {
-			s.remove(el)
+			// Entries are never changed once stored (a lookup reads one
+			// outside the lock), but the element can carry the new one.
+			s.bytes -= old.size
+			el.Value = e
+			s.lru.MoveToFront(el)
+			replaced = true
 			break
 		}
 	}
-	s.byURL[e.url] = append(s.byURL[e.url], s.lru.PushFront(e))
+	if !replaced {
+		s.byURL[e.url] = append(s.byURL[e.url], s.lru.PushFront(e))
+	}
 	s.bytes += e.size
 	for s.bytes > s.cfg.MaxBytes {
 		s.remove(s.lru.Back())
@@ -391,20 +399,30 @@ func hasDirective(h http.Header, name string) bool {
 // stored responses only on failure, so a lifetime of zero just makes every
 // entry stale at once).
 func freshness(h http.Header, now time.Time) (age, lifetime time.Duration) {
-	if a, err := strconv.ParseInt(h.Get("Age"), 10, 64); err == nil && a > 0 {
-		age = time.Duration(min(a, 1<<31)) * time.Second
+	// Absent fields are skipped before parsing: a failed parse allocates.
+	if v := h.Get("Age"); v != "" {
+		if a, err := strconv.ParseInt(v, 10, 64); err == nil && a > 0 {
+			age = time.Duration(min(a, 1<<31)) * time.Second
+		}
 	}
-	date, derr := http.ParseTime(h.Get("Date"))
-	if derr == nil && now.After(date) {
-		age = max(age, now.Sub(date))
+	var date time.Time
+	if v := h.Get("Date"); v != "" {
+		if d, err := http.ParseTime(v); err == nil {
+			date = d
+			if now.After(d) {
+				age = max(age, now.Sub(d))
+			}
+		}
 	}
 	if v, ok := directive(h, "max-age"); ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			return age, time.Duration(min(n, 1<<31)) * time.Second
 		}
 	}
-	if exp, err := http.ParseTime(h.Get("Expires")); err == nil && derr == nil && exp.After(date) {
-		lifetime = exp.Sub(date)
+	if v := h.Get("Expires"); v != "" && !date.IsZero() {
+		if exp, err := http.ParseTime(v); err == nil && exp.After(date) {
+			lifetime = exp.Sub(date)
+		}
 	}
 	return age, lifetime
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
+	"github.com/failsafe-go/failsafe-go/hedgepolicy"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/heed-go/heed"
@@ -28,6 +29,17 @@ func hotPaths(tb testing.TB, base http.RoundTripper) []struct {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Hedging on: once its latency estimate is warm, every request runs
+	// as a race that the first copy wins at once.
+	hedged, err := heed.New(heed.WithBase(base), heed.WithHedging(heed.HedgeConfig{}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The stale-if-error store on: every response is copied into it.
+	stale, err := heed.New(heed.WithBase(base), heed.WithStaleIfError(heed.StaleConfig{}))
+	if err != nil {
+		tb.Fatal(err)
+	}
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient.Transport = base
 	rc.Logger = log.New(io.Discard, "", 0)
@@ -38,8 +50,12 @@ func hotPaths(tb testing.TB, base http.RoundTripper) []struct {
 		{"bare", base},
 		{"heed", h},
 		{"heed-limits", limited},
+		{"heed-hedging", hedged},
+		{"heed-stale", stale},
 		{"retryablehttp", &retryablehttp.RoundTripper{Client: rc}},
 		{"failsafe", failsafehttp.NewRoundTripper(base, failsafehttp.NewRetryPolicyBuilder().Build())},
+		{"failsafe-hedging", failsafehttp.NewRoundTripper(base, failsafehttp.NewRetryPolicyBuilder().Build(),
+			hedgepolicy.NewWithDelayQuantile[*http.Response](0.95, 1000, 20))},
 	}
 }
 
