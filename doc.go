@@ -96,6 +96,18 @@
 // the rate-limit fields and spaces requests to it ([WithPacing],
 // [ErrThrottled]). See docs/throttling.md.
 //
+// # Hedging and degradation
+//
+// Off by default, each turned on by one option. [WithHedging] sends a copy
+// of a slow request safe to repeat after the p95 of the key's recent
+// latency (or a fixed delay) and takes the first answer, cancelling the
+// others ([ErrHedgeLost]); hedges are capped at 10% of requests and drawn
+// from the retry budget. [WithStaleIfError] keeps successful GET responses
+// in a bounded store and serves one, marked with Age and Cache-Status,
+// when a later call fails; [WithFallback] lets a function answer a failed
+// call. [Degraded] tells such an answer from a live one. See
+// docs/hedging.md and docs/degradation.md.
+//
 // # Other calls
 //
 // [Do] and [DoKey] run any func(ctx) (T, error) under the same policy, classifying

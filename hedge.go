@@ -69,7 +69,8 @@ func (c HedgeConfig) validate() error {
 
 // WithHedging turns hedged requests on (they are off by default: they add
 // load). Only requests safe to repeat are hedged: idempotent methods, and
-// with Keyed those carrying an Idempotency-Key.
+// with Keyed those carrying an Idempotency-Key. Hedging applies to
+// requests through the Transport; [Do] does not hedge. See docs/hedging.md.
 func WithHedging(c HedgeConfig) Option {
 	return optionFunc(func(cfg *config) {
 		c.defaults()
