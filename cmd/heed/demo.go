@@ -21,6 +21,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&sc.Server.Rate, "rate", sc.Server.Rate, "requests per second the API allows")
 	fs.IntVar(&sc.Server.Burst, "burst", sc.Server.Burst, "the API's burst")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	metricsAddr := fs.String("metrics", "", "serve the heed clients' Prometheus metrics at http://`ADDR`/metrics while\nthe demo runs and afterwards, until interrupted (e.g. 127.0.0.1:9464)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: heed demo [flags]\n\nStarts a token-bucket API on loopback that answers 429 with Retry-After and\nX-RateLimit-* headers, runs the clients against it with each strategy, and\nprints a table. Flags:")
 		fs.PrintDefaults()
@@ -48,6 +49,17 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		storm.Heed("heed defaults, shared client", true),
 		storm.Heed("heed defaults, client per caller", false),
 	}
+	var metrics *metricsServer
+	if *metricsAddr != "" {
+		var err error
+		if metrics, err = serveMetrics(*metricsAddr); err != nil {
+			return err
+		}
+		defer metrics.close()
+		fmt.Fprintf(stderr, "metrics: http://%s/metrics\n", metrics.addr)
+		strategies[2] = metrics.heed("heed defaults, shared client", "shared", true)
+		strategies[3] = metrics.heed("heed defaults, client per caller", "per_caller", false)
+	}
 	total := sc.Clients * sc.PerClient
 	var results []storm.Result
 	for _, st := range strategies {
@@ -59,7 +71,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		results = append(results, r)
 	}
-	return storm.WriteTable(stdout, sc, results)
+	if err := storm.WriteTable(stdout, sc, results); err != nil {
+		return err
+	}
+	if metrics != nil {
+		fmt.Fprintf(stderr, "serving metrics at http://%s/metrics until interrupted\n", metrics.addr)
+		<-ctx.Done()
+	}
+	return nil
 }
 
 // progress reports how far a run has got on stderr: one line redrawn ten

@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -43,5 +48,66 @@ func TestBadInput(t *testing.T) {
 		if err := run(context.Background(), args, &out, &errOut); err == nil {
 			t.Errorf("%q: no error", args)
 		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// With -metrics the demo serves the heed clients' metrics on loopback,
+// and keeps serving them after the table until interrupted.
+func TestDemoMetrics(t *testing.T) {
+	var out, errOut lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "-clients", "4", "-requests", "3", "-rate", "500", "-burst", "12", "-quiet", "-metrics", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	re := regexp.MustCompile(`serving metrics at (http://\S+/metrics)`)
+	deadline := time.Now().Add(30 * time.Second)
+	var url string
+	for url == "" {
+		if m := re.FindStringSubmatch(errOut.String()); m != nil {
+			url = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no metrics address on stderr:\n%s", errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`heed_requests_total{key="127.0.0.1`,
+		`outcome="success",strategy="shared"} 12`,
+		`outcome="success",strategy="per_caller"} 12`,
+		`heed_breaker_state{key="127.0.0.1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,3 @@
+// Package heedprom exports heed's events and per-key state as Prometheus
+// metrics.
+package heedprom
