@@ -150,7 +150,7 @@ func (l *loop) emitDegraded(kind EventKind, status int, fe *Error, age time.Dura
 			msg = "heed: fallback answered"
 		}
 		attrs := requestAttrs(l.method, l.req.URL, len(fe.Attempts), p.maxAttempts, status, nil)
-		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", fe.Reason.Error()))
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ReasonName(fe.Reason)))
 		if kind == EventStale {
 			attrs = append(attrs, slog.Duration("age", age))
 		}

@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/heed-go/heed"
@@ -118,7 +123,8 @@ func TestRetryLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"msg": "heed: retrying", "method": "GET", "status": 503.0, "attempt": 1.0, "max_attempts": 6.0, "wait_source": "retry_after",
+		"msg": "heed: retrying", "method": "GET", "status": 503.0, "attempt": 1.0, "max_attempts": 6.0, "source": "retry_after",
+		"key": u.Host, "reason": "5xx",
 		"url": "http://REDACTED@" + u.Host + "/v1/charges?api_key=REDACTED&page=REDACTED",
 	}
 	for k, v := range want {
@@ -167,5 +173,42 @@ func TestNoLoggerNoHookCostsNothing(t *testing.T) {
 	})
 	if withHeed > bare+1 {
 		t.Fatalf("heed allocates %.0f objects per request, bare %.0f", withHeed, bare)
+	}
+}
+
+// No log line carries a secret: not the URL's userinfo or query values
+// (even when the base RoundTripper quotes the URL in its error), nor the
+// values of Authorization, Cookie, Proxy-Authorization or Idempotency-Key.
+func TestLogsNeverLeakSecrets(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	quoting := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return nil, fmt.Errorf("dial %s: %w", req.URL, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	})
+	c, _ := client(t, heed.WithLogger(logger), heed.WithBase(quoting), heed.WithMaxAttempts(3))
+	req, _ := http.NewRequest("POST", "http://alice:s3cret@api.test/v1/charges?api_key=abc%2F123&page=2", strings.NewReader("{}"))
+	for k, v := range map[string]string{"Authorization": "Bearer tok-auth", "Cookie": "sid=tok-cookie", "Proxy-Authorization": "Basic tok-proxy", "Idempotency-Key": "tok-idem"} {
+		req.Header.Set(k, v)
+	}
+	_, err := c.Do(req)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	var he *heed.Error
+	if !errors.As(err, &he) {
+		t.Fatalf("%v is no *heed.Error", err)
+	}
+	buf.WriteString(he.Error()) // heed's error, which a caller would log too (http.Client's own wrapper quotes the URL itself)
+	out := buf.String()
+	if !strings.Contains(out, "heed: retrying") || !strings.Contains(out, "heed: giving up") {
+		t.Fatalf("expected retry and give-up lines:\n%s", out)
+	}
+	for _, secret := range []string{"alice", "s3cret", "abc%2F123", "abc/123", "tok-auth", "tok-cookie", "tok-proxy", "tok-idem"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log leaks %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(out, `"reason":"attempts_exhausted"`) {
+		t.Errorf("give-up line lacks the reason's name:\n%s", out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,7 +110,7 @@ func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
 	}
 	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, level) {
 		attrs := requestAttrs(l.method, areq.URL, last.Number, p.maxAttempts, last.Status, last.Err)
-		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", reason.Error()))
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ReasonName(reason)))
 		if !retryAt.IsZero() {
 			attrs = append(attrs, slog.Time("retry_at", retryAt))
 		}
@@ -129,7 +130,8 @@ func (l *loop) retrying(areq *http.Request, n, status int, err error, d Decision
 	}
 	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, levelRetry) {
 		attrs := requestAttrs(l.method, areq.URL, n, p.maxAttempts, status, err)
-		attrs = append(attrs, slog.Duration("wait", d.Wait), slog.String("wait_source", d.Source.String()))
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ResultName(status, d.Kind)),
+			slog.Duration("wait", d.Wait), slog.String("source", d.Source.String()))
 		lg.LogAttrs(l.ctx, levelRetry, "heed: retrying", attrs...)
 	}
 }
@@ -140,24 +142,61 @@ const (
 	levelGiveUp = slog.LevelWarn
 )
 
-// requestAttrs are the fields of a retry or give-up log line for a request;
+// Log fields carry the names metrics use as labels (key, method, reason,
+// source, with values from ReasonName and ResultName), so a log line and a
+// series can be matched.
+
+// requestAttrs are the fields of a retry or give-up log line for a request.
 func requestAttrs(method string, u *url.URL, n, max, status int, err error) []slog.Attr {
-	attrs := make([]slog.Attr, 0, 10)
+	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs, slog.String("method", method), slog.String("url", RedactURL(u)))
 	if status != 0 {
 		attrs = append(attrs, slog.Int("status", status))
 	}
-	return append(attrs, callAttrs(n, max, err)...)
+	return append(attrs, callAttrs(n, max, err, u)...)
 }
 
 // callAttrs are the fields shared by requests and calls made through Do.
-func callAttrs(n, max int, err error) []slog.Attr {
+// An error's text is scrubbed of u's secrets: a base RoundTripper may
+// quote the URL it failed on.
+func callAttrs(n, max int, err error, u *url.URL) []slog.Attr {
 	attrs := []slog.Attr{slog.Int("attempt", n), slog.Int("max_attempts", max)}
 	if err != nil {
 		kind, _, _ := classifyError(err)
-		attrs = append(attrs, slog.String("error", err.Error()), slog.String("error_kind", string(kind)))
+		attrs = append(attrs, slog.String("error", redactText(err.Error(), u)), slog.String("error_kind", string(kind)))
 	}
 	return attrs
+}
+
+// redactText replaces in s the secrets of u that RedactURL hides: its
+// userinfo and its query values, raw and decoded.
+func redactText(s string, u *url.URL) string {
+	if u == nil || u.User == nil && u.RawQuery == "" {
+		return s
+	}
+	var secrets []string
+	if u.User != nil {
+		secrets = append(secrets, u.User.String(), u.User.Username())
+		if pw, ok := u.User.Password(); ok {
+			secrets = append(secrets, pw)
+		}
+	}
+	for kv := range strings.SplitSeq(u.RawQuery, "&") {
+		if _, v, ok := strings.Cut(kv, "="); ok && v != "" {
+			secrets = append(secrets, v)
+			if dv, err := url.QueryUnescape(v); err == nil && dv != v {
+				secrets = append(secrets, dv)
+			}
+		}
+	}
+	// Longest first, so a secret containing another is replaced whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, redacted)
+		}
+	}
+	return s
 }
 
 func (l *loop) emitAttempt(areq *http.Request, n, copy, status int, err error, kind ErrorKind, took time.Duration) {

@@ -2,7 +2,6 @@ package heedprom
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync"
 
@@ -140,23 +139,23 @@ func (c *Collector) Watch(p *heed.Policy) {
 func (c *Collector) OnEvent(_ context.Context, e heed.Event) {
 	switch e.Kind {
 	case heed.EventDone:
-		o := outcome(e)
+		o := heed.OutcomeName(e.Status, e.Err)
 		key, method := c.key(e.Key), methodLabel(e.Method)
 		c.requests.with(labels{key, method, o}).Inc()
 		c.requestSeconds.with(labels{key, method, o}).Observe(e.Duration.Seconds())
 	case heed.EventAttempt:
 		key := c.key(e.Key)
-		c.attempts.with(labels{key, methodLabel(e.Method), result(e)}).Inc()
+		c.attempts.with(labels{key, methodLabel(e.Method), heed.ResultName(e.Status, e.ErrorKind)}).Inc()
 		if e.Hedge > 0 {
 			c.hedgesWon.with(labels{key}).Inc()
 		}
 	case heed.EventRetry:
 		key := c.key(e.Key)
-		c.retries.with(labels{key, methodLabel(e.Method), result(e)}).Inc()
+		c.retries.with(labels{key, methodLabel(e.Method), heed.ResultName(e.Status, e.ErrorKind)}).Inc()
 		c.retryWait.with(labels{key, e.Source.String()}).Observe(e.Wait.Seconds())
 	case heed.EventGiveUp:
 		key := c.key(e.Key)
-		r := reasonLabel(e.Reason)
+		r := heed.ReasonName(e.Reason)
 		c.giveUps.with(labels{key, methodLabel(e.Method), r}).Inc()
 		if r == "budget_exhausted" {
 			c.budgetRefusals.with(labels{key}).Inc()
@@ -206,46 +205,6 @@ func (c *Collector) key(key string) string {
 	return key
 }
 
-func outcome(e heed.Event) string {
-	switch {
-	case e.Err != nil:
-		return "failure"
-	case e.Status >= 500:
-		return "server_error"
-	case e.Status >= 400:
-		return "client_error"
-	}
-	return "success"
-}
-
-// result is an attempt's status class or transport error kind.
-func result(e heed.Event) string {
-	if e.Status != 0 {
-		return statusClass(e.Status)
-	}
-	return kindLabel(e.ErrorKind)
-}
-
-var statusClasses = [...]string{"1xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
-
-func statusClass(code int) string {
-	if i := code / 100; i >= 1 && i <= 5 {
-		return statusClasses[i]
-	}
-	return "other"
-}
-
-// kindLabel keeps the error kinds heed defines; a classifier's own kinds
-// count as "other", so they cannot grow the label set.
-func kindLabel(k heed.ErrorKind) string {
-	switch k {
-	case heed.KindRefused, heed.KindDNS, heed.KindDial, heed.KindReset, heed.KindTimeout, heed.KindEOF,
-		heed.KindTLS, heed.KindCanceled, heed.KindRetryable:
-		return string(k)
-	}
-	return "other"
-}
-
 var methods = map[string]string{}
 
 func init() {
@@ -261,37 +220,6 @@ func methodLabel(m string) string {
 	}
 	if m == "" {
 		return http.MethodGet // heed's own calls through Do have no method
-	}
-	return "other"
-}
-
-var reasons = []struct {
-	err   error
-	label string
-}{
-	{heed.ErrAttemptsExhausted, "attempts_exhausted"},
-	{heed.ErrBudgetExhausted, "budget_exhausted"},
-	{heed.ErrBreakerOpen, "breaker_open"},
-	{heed.ErrWaitTooLong, "wait_too_long"},
-	{heed.ErrDeadline, "deadline"},
-	{heed.ErrCanceled, "canceled"},
-	{heed.ErrNotRetryable, "not_retryable"},
-	{heed.ErrNotIdempotent, "not_idempotent"},
-	{heed.ErrBodyNotReplayable, "body_not_replayable"},
-	{heed.ErrRetriedBelow, "retried_below"},
-	{heed.ErrThrottled, "throttled"},
-}
-
-func reasonLabel(err error) string {
-	for _, r := range reasons {
-		if err == r.err {
-			return r.label
-		}
-	}
-	for _, r := range reasons {
-		if errors.Is(err, r.err) {
-			return r.label
-		}
 	}
 	return "other"
 }
