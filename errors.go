@@ -94,7 +94,7 @@ func (e *Error) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(redactText(e.Err.Error(), e.url)) // a cause may quote the URL
+		b.WriteString(RedactText(e.Err.Error(), e.url)) // a cause may quote the URL
 	}
 	return b.String()
 }

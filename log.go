@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -163,41 +162,51 @@ func callAttrs(n, max int, err error, u *url.URL) []slog.Attr {
 	attrs := []slog.Attr{slog.Int("attempt", n), slog.Int("max_attempts", max)}
 	if err != nil {
 		kind, _, _ := classifyError(err)
-		attrs = append(attrs, slog.String("error", redactText(err.Error(), u)), slog.String("error_kind", string(kind)))
+		attrs = append(attrs, slog.String("error", RedactText(err.Error(), u)), slog.String("error_kind", string(kind)))
 	}
 	return attrs
 }
 
-// redactText replaces in s the secrets of u that RedactURL hides: its
-// userinfo and its query values, raw and decoded.
-func redactText(s string, u *url.URL) string {
+// RedactText returns s with the secrets of u that [RedactURL] hides (its
+// userinfo and its query values) replaced by REDACTED: for an error's text,
+// which may quote the URL it failed on. The URL itself is replaced by its
+// redacted form; a secret elsewhere in s is replaced where it stands as in
+// a URL ("=value", "user:password@"), and anywhere once it is 6 characters
+// or longer, so that short values such as page=2 do not garble the text.
+func RedactText(s string, u *url.URL) string {
 	if u == nil || u.User == nil && u.RawQuery == "" {
 		return s
 	}
-	var secrets []string
+	s = strings.ReplaceAll(s, u.String(), RedactURL(u))
+	replace := func(v, before, after string) {
+		if v == "" {
+			return
+		}
+		s = strings.ReplaceAll(s, before+v+after, before+redacted+after)
+		if len(v) >= minSecret {
+			s = strings.ReplaceAll(s, v, redacted)
+		}
+	}
 	if u.User != nil {
-		secrets = append(secrets, u.User.String(), u.User.Username())
+		replace(u.User.String(), "", "@")
 		if pw, ok := u.User.Password(); ok {
-			secrets = append(secrets, pw)
+			replace(pw, ":", "@")
 		}
 	}
 	for kv := range strings.SplitSeq(u.RawQuery, "&") {
-		if _, v, ok := strings.Cut(kv, "="); ok && v != "" {
-			secrets = append(secrets, v)
+		if _, v, ok := strings.Cut(kv, "="); ok {
+			replace(v, "=", "")
 			if dv, err := url.QueryUnescape(v); err == nil && dv != v {
-				secrets = append(secrets, dv)
+				replace(dv, "=", "")
 			}
-		}
-	}
-	// Longest first, so a secret containing another is replaced whole.
-	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, redacted)
 		}
 	}
 	return s
 }
+
+// minSecret is the length from which RedactText replaces a secret wherever
+// it appears.
+const minSecret = 6
 
 func (l *loop) emitAttempt(areq *http.Request, n, copy, status int, err error, kind ErrorKind, took time.Duration) {
 	p := l.p
