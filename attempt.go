@@ -74,7 +74,8 @@ type callKey struct{}
 type call struct {
 	context.Context
 	policy   *Policy
-	key      string // the per-key state's key, for calls made through Do
+	key      string    // the per-key state's key, for calls made through Do
+	start    time.Time // when a Do call began
 	attempts []Attempt
 	inline   [4]Attempt // room for the usual few attempts without a second allocation
 }

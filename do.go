@@ -45,6 +45,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 	c.key = key
 	ks := p.keys.state(key)
 	start := p.clock.Now()
+	c.start = start
 	deadline := callDeadline(ctx, start, p.maxTotal)
 	var (
 		prev time.Duration
@@ -81,6 +82,11 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			p.settle(ks, t, Outcome{Attempt: n}, time.Time{})
 			if ks.throttle.pacing() {
 				p.observe(&ks.throttle, aStart, time.Time{}, &http.Response{StatusCode: http.StatusOK})
+			}
+			if len(p.hooks) > 0 {
+				c.attempts = append(c.attempts, Attempt{Number: n, Start: aStart, Duration: p.clock.Now().Sub(aStart)})
+				p.emitCall(ctx, EventAttempt, c, Decision{}, nil)
+				p.emitCall(ctx, EventDone, c, Decision{}, nil)
 			}
 			return v, nil
 		}
@@ -173,7 +179,7 @@ func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d Decisi
 	case EventGiveUp:
 		e.Reason, e.RetryAt = d.Reason, d.RetryAt
 	case EventDone:
-		e.Err = err
+		e.Err, e.Duration = err, e.Time.Sub(c.start)
 	}
 	p.emit(ctx, e)
 }

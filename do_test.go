@@ -3,6 +3,7 @@ package heed_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -148,5 +149,37 @@ func TestDoClassifier(t *testing.T) {
 func TestDoNilPolicy(t *testing.T) {
 	if _, err := heed.Do(context.Background(), nil, func(context.Context) (int, error) { return 0, nil }); err == nil {
 		t.Fatal("nil policy accepted")
+	}
+}
+
+// A Do call that succeeds reports its attempt and its end, as a request
+// does, so metrics and traces count it.
+func TestDoSuccessEvents(t *testing.T) {
+	var kinds []heed.EventKind
+	var done heed.Event
+	hook := heed.HookFunc(func(_ context.Context, e heed.Event) {
+		kinds = append(kinds, e.Kind)
+		if e.Kind == heed.EventDone {
+			done = e
+		}
+	})
+	p, clk := autoPolicy(t, heed.WithHook(hook))
+	calls := 0
+	_, err := heed.DoKey(context.Background(), p, "inventory", func(ctx context.Context) (int, error) {
+		if calls++; calls == 1 {
+			return 0, heed.Retryable(errors.New("busy"))
+		}
+		clk.Advance(time.Second)
+		return 1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []heed.EventKind{heed.EventAttempt, heed.EventRetry, heed.EventAttempt, heed.EventDone}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	if done.Err != nil || done.Key != "inventory" || done.Attempt != 2 || done.Duration < time.Second {
+		t.Errorf("done event %+v", done)
 	}
 }

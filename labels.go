@@ -49,7 +49,8 @@ var statusClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 // ResultName names an attempt's result as logs and metrics spell it: the
 // class of its status ("2xx" to "5xx"), else the kind of its transport
 // error ("refused", "timeout", ...), with "other" for a kind heed does not
-// define (a classifier's own).
+// define (a classifier's own); "ok" for a call through [Do] that
+// succeeded, which has neither.
 func ResultName(status int, kind ErrorKind) string {
 	if status != 0 {
 		if i := status / 100; i >= 1 && i <= 5 {
@@ -58,6 +59,8 @@ func ResultName(status int, kind ErrorKind) string {
 		return "other"
 	}
 	switch kind {
+	case KindNone:
+		return "ok"
 	case KindRefused, KindDNS, KindDial, KindReset, KindTimeout, KindEOF, KindTLS, KindCanceled, KindRetryable:
 		return string(kind)
 	}

@@ -614,8 +614,7 @@ func TestEvents(t *testing.T) {
 }
 
 // A call made through heed.Do has no request: its attempts are internal
-// spans named heed.attempt, with no HTTP attributes. (Do reports failed
-// attempts only, so its successful last attempt has no span.)
+// spans named heed.attempt, with no HTTP attributes.
 func TestDo(t *testing.T) {
 	exp, tp := recorder(t)
 	tr := heedotel.New(heedotel.WithTracerProvider(tp))
@@ -635,5 +634,6 @@ func TestDo(t *testing.T) {
 	}
 	assertViews(t, views(exp.GetSpans()), []spanView{
 		{Name: "heed.attempt", Kind: trace.SpanKindInternal, Status: codes.Error, Attrs: map[string]any{"error.type": "retryable"}},
+		{Name: "heed.attempt", Kind: trace.SpanKindInternal, Status: codes.Unset, Attrs: map[string]any{"http.request.resend_count": int64(1)}},
 	})
 }

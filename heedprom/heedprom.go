@@ -219,7 +219,7 @@ func methodLabel(m string) string {
 		return l
 	}
 	if m == "" {
-		return http.MethodGet // heed's own calls through Do have no method
+		return "none" // a call through heed.Do
 	}
 	return "other"
 }

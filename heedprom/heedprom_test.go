@@ -403,3 +403,19 @@ func histogram(t *testing.T, m *heedprom.Collector, name string) map[string]hist
 	}
 	return out
 }
+
+// Calls through heed.Do are counted too, with the method "none".
+func TestDoCalls(t *testing.T) {
+	m := heedprom.New()
+	p, err := heed.NewPolicy(heed.WithHook(m), heed.WithLogger(nil), heed.WithClock(heedtest.NewClock(t0).AutoAdvance()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		heed.DoKey(context.Background(), p, "db", func(ctx context.Context) (int, error) { return 1, nil })
+	}
+	want(t, m, `
+		heed_requests_total{key="db",method="none",outcome="success"} 2
+		heed_attempts_total{key="db",method="none",result="ok"} 2
+	`, "heed_requests_total", "heed_attempts_total")
+}
