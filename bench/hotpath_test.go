@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/heedprom"
 )
 
 // hotPaths returns each contender wrapped around the same canned base, with
@@ -40,6 +41,13 @@ func hotPaths(tb testing.TB, base http.RoundTripper) []struct {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// The Prometheus collector counting every request's events.
+	m := heedprom.New()
+	prom, err := heed.New(heed.WithBase(base), heed.WithHook(m))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.Watch(prom.Policy())
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient.Transport = base
 	rc.Logger = log.New(io.Discard, "", 0)
@@ -50,6 +58,7 @@ func hotPaths(tb testing.TB, base http.RoundTripper) []struct {
 		{"bare", base},
 		{"heed", h},
 		{"heed-limits", limited},
+		{"heed-prom", prom},
 		{"heed-hedging", hedged},
 		{"heed-stale", stale},
 		{"retryablehttp", &retryablehttp.RoundTripper{Client: rc}},
