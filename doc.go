@@ -118,7 +118,12 @@
 //
 // Retries are logged through log/slog (the URL with userinfo and query
 // values redacted), and every decision is an [Event] sent to the [Hook]s
-// given by [WithHook]; with no hook, events cost nothing.
+// given by [WithHook]; with no hook, events cost nothing. Logs, metrics and
+// traces name things alike ([ReasonName], [ResultName], [OutcomeName]).
+// The modules github.com/heed-go/heed/heedprom (Prometheus) and
+// github.com/heed-go/heed/heedotel (OpenTelemetry) are such hooks;
+// [Policy.Stats] reads each key's breaker, queue and pacing state. See
+// docs/observability.md.
 //
 // # Time
 //

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/heedtest"
 )
 
@@ -208,4 +209,26 @@ func ExampleDoKey() {
 	// Output:
 	// true
 	// <nil>
+}
+
+// Stats reads the state heed keeps per key, for a status page or a
+// metrics exporter.
+func ExamplePolicy_Stats() {
+	srv := heedtest.NewServer(nil, []heedtest.Step{heedtest.Status(503)})
+	defer srv.Close()
+
+	t, _ := heed.New(heed.WithLogger(nil), heed.WithMaxAttempts(1),
+		heed.WithKeyFunc(func(*http.Request) string { return "payments" }),
+		heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 2, OpenTimeout: time.Minute}),
+		heed.WithLimits(heed.Limits{Concurrency: 8}))
+	client := &http.Client{Transport: t}
+	for range 2 {
+		if resp, err := client.Get(srv.URL); err == nil {
+			resp.Body.Close()
+		}
+	}
+	for _, s := range t.Policy().Stats() {
+		fmt.Println(s.Key, "breaker", s.Breaker, "in flight", s.InFlight, "queued", s.Queued)
+	}
+	// Output: payments breaker open in flight 0 queued 0
 }
