@@ -1,0 +1,298 @@
+// Package stormsim is the public 429 storm of heed's design in virtual
+// time: a token-bucket API and C clients x M requests, each client driven
+// by heed's real Transport (or by a plain strategy for comparison), on a
+// vclock.Clock shared by the server and the clients. Nothing is modelled:
+// the same code that runs over loopback in heed's benchmarks runs here,
+// one request at a time, and a storm of 10,000 clients takes seconds.
+package stormsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/cmd/heed/internal/sim/vclock"
+	"github.com/heed-go/heed/hint"
+	"github.com/heed-go/heed/internal/storm"
+)
+
+// Config is one storm.
+type Config struct {
+	storm.Scenario
+	// Latency is the network's round trip. Default 1 ms.
+	Latency time.Duration
+	// Seed seeds every client's randomness (jitter), one stream per client.
+	Seed uint64
+	// Strategies to run, each against a fresh server.
+	Strategies []Strategy
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Clients < 1 || c.Clients > 1_000_000:
+		return fmt.Errorf("clients %d: want 1 to 1,000,000", c.Clients)
+	case c.PerClient < 1 || c.PerClient > 100_000:
+		return fmt.Errorf("requests %d: want 1 to 100,000 per client", c.PerClient)
+	case !(c.Server.Rate > 0) || math.IsInf(c.Server.Rate, 0) || c.Server.Rate > 1e6:
+		return fmt.Errorf("rate %v: want a positive rate up to 1e6 requests a second", c.Server.Rate)
+	case c.Server.Burst < 1:
+		return fmt.Errorf("burst %d: want at least 1", c.Server.Burst)
+	case c.Latency < 0 || c.Latency > time.Minute:
+		return fmt.Errorf("latency %v: want 0 to 1m", c.Latency)
+	case len(c.Strategies) == 0:
+		return errors.New("no strategy")
+	}
+	return nil
+}
+
+// Strategy is one way for the clients to call the API.
+type Strategy struct {
+	Name string
+	// Shared: one client for every caller (goroutines of one process),
+	// else a client per caller (processes sharing nothing).
+	Shared bool
+	// client returns a caller's client sending through base, sleeping on
+	// clk and drawing from rng.
+	client func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error)
+}
+
+// The plain strategies follow the seed article's recipes: at most 6
+// attempts (5 retries), exponential backoff from 1 s capped at 60 s.
+const (
+	plainAttempts = 6
+	plainBase     = time.Second
+	plainCap      = 60 * time.Second
+	raJitter      = 2 * time.Second // "adding 1-2 seconds of randomness"
+)
+
+// Strategies returns every strategy, by name.
+func Strategies() []Strategy {
+	plain := func(name string, wait func(n int, ra time.Duration, hasRA bool, rng *rand.Rand) time.Duration) Strategy {
+		return Strategy{Name: name, client: func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error) {
+			return &http.Client{Transport: &plainRT{next: base, clk: clk, rng: rng, wait: wait}}, nil
+		}}
+	}
+	expo := func(n int) time.Duration { return min(plainCap, plainBase<<min(n, 20)) }
+	heedStrategy := func(name string, shared bool) Strategy {
+		return Strategy{Name: name, Shared: shared, client: func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error) {
+			return heed.NewClient(heed.WithBase(base), heed.WithLogger(nil), heed.WithClock(clk), heed.WithRand(rng))
+		}}
+	}
+	return []Strategy{
+		{Name: "no-retry", client: func(base http.RoundTripper, _ clock.Clock, _ *rand.Rand) (*http.Client, error) {
+			return &http.Client{Transport: base}, nil
+		}},
+		plain("exponential", func(n int, _ time.Duration, _ bool, _ *rand.Rand) time.Duration { return expo(n) }),
+		plain("full-jitter", func(n int, _ time.Duration, _ bool, rng *rand.Rand) time.Duration {
+			return time.Duration(rng.Float64() * float64(expo(n)))
+		}),
+		plain("retry-after", func(n int, ra time.Duration, hasRA bool, _ *rand.Rand) time.Duration {
+			if hasRA {
+				return ra
+			}
+			return expo(n)
+		}),
+		plain("retry-after-jitter", func(n int, ra time.Duration, hasRA bool, rng *rand.Rand) time.Duration {
+			if hasRA {
+				return ra + time.Duration(rng.Float64()*float64(raJitter))
+			}
+			return time.Duration(rng.Float64() * float64(expo(n)))
+		}),
+		heedStrategy("heed-shared", true),
+		heedStrategy("heed", false),
+	}
+}
+
+// ParseStrategies picks strategies by name, comma-separated; "all" is
+// every one.
+func ParseStrategies(s string) ([]Strategy, error) {
+	all := Strategies()
+	if s == "" || s == "all" {
+		return all, nil
+	}
+	var out []Strategy
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(all, func(st Strategy) bool { return st.Name == name })
+		if i < 0 {
+			names := make([]string, len(all))
+			for j, st := range all {
+				names[j] = st.Name
+			}
+			return nil, fmt.Errorf("unknown storm strategy %q (want %s, or all)", name, strings.Join(names, ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// plainRT retries 429s and 5xx by a wait function of the retry number
+// (from 0) and the response's Retry-After.
+type plainRT struct {
+	next http.RoundTripper
+	clk  clock.Clock
+	rng  *rand.Rand
+	wait func(n int, ra time.Duration, hasRA bool, rng *rand.Rand) time.Duration
+}
+
+func (p *plainRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	for n := 0; ; n++ {
+		resp, err := p.next.RoundTrip(req)
+		if err != nil || resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests || n == plainAttempts-1 {
+			return resp, err
+		}
+		ra, hasRA := time.Duration(0), false
+		if v := resp.Header.Get("Retry-After"); v != "" {
+			if d, err := hint.ParseRetryAfter(v, p.clk.Now()); err == nil {
+				ra, hasRA = d, true
+			}
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		clock.Sleep(p.clk, p.wait(n, ra, hasRA, p.rng), nil)
+	}
+}
+
+// Result is one strategy's storm.
+type Result struct {
+	storm.Result
+	// Sent holds the virtual time of every attempt the server saw, from
+	// the start, for the attempts-over-time chart.
+	Sent []time.Duration
+}
+
+// Run plays the storm for each strategy, progress reporting the requests
+// finished so far of every strategy in all.
+func Run(ctx context.Context, cfg Config, progress func(done, total int)) ([]Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Latency == 0 {
+		cfg.Latency = time.Millisecond
+	}
+	total := len(cfg.Strategies) * cfg.Clients * cfg.PerClient
+	var out []Result
+	for i, st := range cfg.Strategies {
+		r, err := run(ctx, cfg, st, func(done int) {
+			if progress != nil {
+				progress(i*cfg.Clients*cfg.PerClient+done, total)
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", st.Name, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, cfg Config, st Strategy, progress func(done int)) (Result, error) {
+	clk := vclock.New()
+	srv := cfg.Server
+	srv.Clock = clk
+	api, err := storm.NewAPI(srv)
+	if err != nil {
+		return Result{}, err
+	}
+	var sent []time.Duration
+	base := &network{api: api, clk: clk, rtt: cfg.Latency, sent: &sent}
+	clients := make([]*http.Client, cfg.Clients)
+	for i := range clients {
+		if st.Shared && i > 0 {
+			clients[i] = clients[0]
+			continue
+		}
+		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+		if clients[i], err = st.client(base, clk, rng); err != nil {
+			return Result{}, err
+		}
+	}
+	var ok, failed, done int // actors run one at a time: no locks needed
+	for i := range cfg.Clients {
+		clk.Go(func() {
+			for range cfg.PerClient {
+				if get(clients[i]) {
+					ok++
+				} else {
+					failed++
+				}
+				done++
+				if done%256 == 0 && progress != nil {
+					progress(done)
+				}
+			}
+		})
+	}
+	if err := clk.Run(ctx, 0, nil); err != nil {
+		return Result{}, err
+	}
+	if progress != nil {
+		progress(done)
+	}
+	return Result{
+		Result: storm.Result{
+			Name: st.Name, Succeeded: ok, Failed: failed,
+			Attempts: api.Served() + api.Throttled(), Throttled: api.Throttled(),
+			Makespan: clk.Elapsed(), Optimal: cfg.Optimal(),
+		},
+		Sent: sent,
+	}, nil
+}
+
+func get(c *http.Client) bool {
+	resp, err := c.Get("http://storm.test/v1/items")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err == nil && resp.StatusCode == http.StatusOK
+}
+
+// network carries a request to the API and back in virtual time. The
+// whole round trip is spent before the server answers (one sleep instead
+// of two: the server's clock runs half a trip late, which changes nothing
+// but halves the events to simulate).
+type network struct {
+	api  *storm.API
+	clk  *vclock.Clock
+	rtt  time.Duration
+	sent *[]time.Duration
+}
+
+func (n *network) RoundTrip(req *http.Request) (*http.Response, error) {
+	clock.Sleep(n.clk, n.rtt, nil)
+	*n.sent = append(*n.sent, n.clk.Elapsed())
+	rec := httptest.NewRecorder()
+	n.api.ServeHTTP(rec, req)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
+}
+
+// WriteCSV writes the results, one row per strategy.
+func WriteCSV(w io.Writer, cfg Config, rs []Result) error {
+	if _, err := fmt.Fprintln(w, "strategy,clients,requests,rate,burst,succeeded,failed,attempts,throttled,attempts_per_success,makespan_s,optimal_s,over_optimal"); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if _, err := fmt.Fprintf(w, "%s,%d,%d,%s,%d,%d,%d,%d,%d,%.4f,%.3f,%.3f,%.4f\n", r.Name, cfg.Clients, cfg.PerClient,
+			strconv.FormatFloat(cfg.Server.Rate, 'f', -1, 64), cfg.Server.Burst, r.Succeeded, r.Failed, r.Attempts, r.Throttled,
+			r.AttemptsPerSuccess(), r.Makespan.Seconds(), r.Optimal.Seconds(), r.OverOptimal()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

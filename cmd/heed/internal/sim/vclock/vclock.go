@@ -1,0 +1,194 @@
+// Package vclock runs real code in virtual time, deterministically.
+//
+// A [Clock] is a heed clock.Clock whose time moves only when every actor
+// (a goroutine started with [Clock.Go]) is asleep on one of its timers. The
+// actors take turns: exactly one runs at a time, until it sleeps or ends,
+// and the next to run is the one whose timer is due first (ties go to the
+// timer made first, actors started together run in the order they were
+// started). So the production code of heed's transport, breaker, budget
+// and pacer runs unchanged, a simulated hour takes as long as the work
+// itself, and a run repeats exactly for the same random seeds.
+//
+// The contract the code under simulation must keep: it blocks only on
+// this clock's timers (clock.Sleep does), and every NewTimer an actor makes
+// is one it then waits on. AfterFunc timers run their function on the
+// scheduler's goroutine when due; it must be quick and must not sleep.
+package vclock
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/heed-go/heed/clock"
+)
+
+// Epoch is the virtual time at which a Clock starts.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Clock is a virtual clock with its scheduler. Build it with New; run the
+// actors with Go and then Run.
+type Clock struct {
+	mu     sync.Mutex
+	now    time.Time
+	events events
+	seq    uint64
+	yield  chan bool // the running actor sleeps (false) or ends (true)
+	fired  int       // events run, for progress
+	actors int       // actors started and not ended
+}
+
+var _ clock.Clock = (*Clock)(nil)
+
+// New returns a clock reading Epoch, with no actors.
+func New() *Clock {
+	return &Clock{now: Epoch, yield: make(chan bool)}
+}
+
+// event is a timer, an AfterFunc or an actor's start.
+type event struct {
+	when    time.Time
+	at      int64 // when, in nanoseconds since Epoch: cheaper to compare
+	seq     uint64
+	ch      chan time.Time // a sleeper's timer
+	fn      func()         // an AfterFunc
+	start   func()         // an actor to start
+	stopped bool
+	index   int
+}
+
+type events []*event
+
+func (h events) Len() int { return len(h) }
+func (h events) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].seq < h[j].seq
+}
+func (h events) Swap(i, j int)  { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *events) Push(x any)    { e := x.(*event); e.index = len(*h); *h = append(*h, e) }
+func (h *events) Pop() any      { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; e.index = -1; return e }
+func (c *Clock) push(e *event) {
+	c.seq++
+	e.seq, e.at = c.seq, int64(e.when.Sub(Epoch))
+	heap.Push(&c.events, e)
+}
+
+// Now returns the virtual time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Elapsed is the virtual time since Epoch.
+func (c *Clock) Elapsed() time.Duration { return c.Now().Sub(Epoch) }
+
+// Go starts f as an actor at the current virtual time, after the actors
+// already started at that time.
+func (c *Clock) Go(f func()) {
+	c.mu.Lock()
+	c.push(&event{when: c.now, start: f})
+	c.mu.Unlock()
+}
+
+// NewTimer makes a timer that fires after d, and hands the turn to the
+// next actor: the caller must now wait on the timer's channel.
+func (c *Clock) NewTimer(d time.Duration) clock.Timer {
+	c.mu.Lock()
+	e := &event{when: c.now.Add(max(d, 0)), ch: make(chan time.Time, 1)}
+	c.push(e)
+	c.mu.Unlock()
+	c.yield <- false
+	return &timer{c: c, e: e}
+}
+
+// AfterFunc calls f on the scheduler's goroutine once d has elapsed.
+func (c *Clock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &event{when: c.now.Add(max(d, 0)), fn: f}
+	c.push(e)
+	return &timer{c: c, e: e}
+}
+
+type timer struct {
+	c *Clock
+	e *event
+}
+
+func (t *timer) C() <-chan time.Time { return t.e.ch }
+
+func (t *timer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if t.e.stopped || t.e.index < 0 {
+		return false
+	}
+	t.e.stopped = true
+	heap.Remove(&t.c.events, t.e.index)
+	return true
+}
+
+// ErrStalled is returned by Run when actors remain but no timer is due:
+// an actor blocked on something other than the clock.
+var ErrStalled = errors.New("vclock: actors are blocked outside the clock")
+
+// ErrLimit is returned by Run when the next event lies past its limit.
+var ErrLimit = errors.New("vclock: virtual time limit reached with actors still running")
+
+// Run runs the actors until all have ended, the context is done, or the
+// virtual time would pass limit (zero for no limit). progress, if not nil,
+// is called with the virtual time now and then. When Run returns early the
+// actors stay asleep where they are, and a later Run carries on.
+func (c *Clock) Run(ctx context.Context, limit time.Duration, progress func(elapsed time.Duration)) error {
+	for {
+		c.mu.Lock()
+		if len(c.events) == 0 {
+			c.mu.Unlock()
+			if c.actors > 0 {
+				return ErrStalled
+			}
+			return nil
+		}
+		if limit > 0 && c.events[0].when.Sub(Epoch) > limit {
+			c.mu.Unlock()
+			return ErrLimit
+		}
+		e := heap.Pop(&c.events).(*event)
+		c.now = e.when
+		c.fired++
+		fired := c.fired
+		c.mu.Unlock()
+		if fired%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(e.when.Sub(Epoch))
+			}
+		}
+		switch {
+		case e.fn != nil:
+			e.fn()
+		case e.start != nil:
+			c.actors++
+			f := e.start
+			go func() {
+				defer func() { c.yield <- true }()
+				f()
+			}()
+			if <-c.yield {
+				c.actors--
+			}
+		default:
+			e.ch <- e.when
+			if <-c.yield {
+				c.actors--
+			}
+		}
+	}
+}
