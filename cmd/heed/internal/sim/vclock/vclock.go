@@ -68,9 +68,15 @@ func (h events) Less(i, j int) bool {
 	}
 	return h[i].seq < h[j].seq
 }
-func (h events) Swap(i, j int)  { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
-func (h *events) Push(x any)    { e := x.(*event); e.index = len(*h); *h = append(*h, e) }
-func (h *events) Pop() any      { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; e.index = -1; return e }
+func (h events) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *events) Push(x any)   { e := x.(*event); e.index = len(*h); *h = append(*h, e) }
+func (h *events) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	e.index = -1
+	return e
+}
 func (c *Clock) push(e *event) {
 	c.seq++
 	e.seq, e.at = c.seq, int64(e.when.Sub(Epoch))
