@@ -1,7 +1,10 @@
 // Command heed shows what heed does.
 //
-//	heed demo    run the public 429 storm with no retries, a naive retry
-//	             loop and heed's defaults, and print the results side by side
+//	heed demo          run the public 429 storm with no retries, a naive retry
+//	                   loop and heed's defaults, and print the results side by side
+//	heed sim brooker   Brooker's backoff-and-jitter contention model
+//	heed sim storm     the 429 storm in virtual time, at any scale
+//	heed sim chain     retry amplification through K tiers
 package main
 
 import (
@@ -17,9 +20,12 @@ import (
 const usage = `heed makes HTTP API clients heed the servers they call.
 
 Usage:
-  heed demo [flags]   run the 429 storm scenario and compare strategies
+  heed demo [flags]           run the 429 storm scenario and compare strategies
+  heed sim brooker [flags]    Brooker's contention model: work and time against N
+  heed sim storm [flags]      the 429 storm in virtual time, heed beside plain strategies
+  heed sim chain [flags]      retry amplification through K tiers
 
-Run "heed demo -h" for its flags.
+Run "heed demo -h" or "heed sim MODEL -h" for the flags.
 `
 
 func main() {
@@ -41,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "demo":
 		return demo(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return sim(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -109,5 +111,80 @@ func TestDemoMetrics(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSimStormAndChain(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"sim", "storm", "-clients", "20", "-requests", "3", "-quiet"},
+		{"sim", "storm", "-clients", "20", "-requests", "3", "-retry-after", "date", "-reset", "epoch", "-strategies", "heed,retry-after", "-csv", "-quiet"},
+		{"sim", "chain", "-tiers", "2-4", "-requests", "5", "-quiet", "-out", dir},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err != nil {
+			t.Fatalf("%q: %v\n%s", args, err, errOut.String())
+		}
+		if out.Len() == 0 {
+			t.Errorf("%q printed nothing", args)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "chain.csv")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSimBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim"},
+		{"sim", "bogus"},
+		{"sim", "storm", "-rate", "0"},
+		{"sim", "storm", "-clients", "-3"},
+		{"sim", "storm", "-strategies", "bogus"},
+		{"sim", "storm", "-retry-after", "later"},
+		{"sim", "storm", "extra"},
+		{"sim", "chain", "-tiers", "1-3"},
+		{"sim", "chain", "-tiers", "5-2"},
+		{"sim", "chain", "-tiers", "x"},
+		{"sim", "chain", "-fail-rate", "1.5"},
+		{"sim", "chain", "-strategies", "bogus"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}
+
+// The brooker model through the command: a small sweep, its files, and the
+// same bytes for the same seed.
+func TestSimBrooker(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"sim", "brooker", "-n", "1,10-30/10", "-runs", "5", "-series-n", "10", "-quiet", "-strategies", "None,Exponential,FullJitter,EqualJitter,Decorr,heed-budget"}
+	var a, b, errOut bytes.Buffer
+	if err := run(context.Background(), append(args, "-out", dir), &a, &errOut); err != nil {
+		t.Fatal(err, errOut.String())
+	}
+	if err := run(context.Background(), args, &b, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if a.String() != b.String() || !strings.Contains(a.String(), "FullJitter.work") {
+		t.Errorf("outputs differ or lack the table:\n%s\n%s", a.String(), b.String())
+	}
+	for _, f := range []string{"brooker.csv", "brooker-work.svg", "brooker-time.png", "brooker-calls-FullJitter-n10.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, bad := range [][]string{
+		{"sim", "brooker", "-n", "-5"},
+		{"sim", "brooker", "-n", "0"},
+		{"sim", "brooker", "-runs", "0"},
+		{"sim", "brooker", "-strategies", "Quantum"},
+		{"sim", "brooker", "-series-n", "0"},
+	} {
+		if err := run(context.Background(), bad, &a, &errOut); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }

@@ -110,6 +110,7 @@ type Point struct {
 	Strategy string
 	Tiers    int
 	Hits     []int64 // requests each tier received, top first
+	OK       int     // requests into the top answered 200
 }
 
 // Amplification is the load at the bottom over the load at the top.
@@ -172,6 +173,7 @@ func run(ctx context.Context, cfg Config, st Strategy, k int) (Point, error) {
 		next = counting(&hits[i], h)
 	}
 	top := &http.Client{Transport: &hop{next: next, clk: clk, rtt: cfg.Latency}}
+	ok := 0
 	for r := range cfg.Requests {
 		clk.Go(func() {
 			clock.Sleep(clk, time.Duration(r)*cfg.Interval, nil)
@@ -179,13 +181,16 @@ func run(ctx context.Context, cfg Config, st Strategy, k int) (Point, error) {
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					ok++ // one actor runs at a time
+				}
 			}
 		})
 	}
 	if err := clk.Run(ctx, 0, nil); err != nil {
 		return Point{}, err
 	}
-	return Point{Strategy: st.Name, Tiers: k, Hits: hits}, nil
+	return Point{Strategy: st.Name, Tiers: k, Hits: hits, OK: ok}, nil
 }
 
 func counting(n *int64, h http.Handler) http.Handler {
@@ -231,27 +236,30 @@ func (h *hop) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// WriteTable prints the amplification of every strategy against K.
+// WriteTable prints, for every strategy against K, the amplification (the
+// load at the bottom over the load at the top) and the share of requests
+// into the top that succeeded.
 func WriteTable(w io.Writer, cfg Config, ps []Point) error {
-	fmt.Fprintf(w, "%d requests into the top, %v apart; the bottom fails %.0f%% of its requests\n\n", cfg.Requests, cfg.Interval, cfg.FailRate*100)
+	fmt.Fprintf(w, "%d requests into the top, %v apart; the bottom fails %.0f%% of its requests\n", cfg.Requests, cfg.Interval, cfg.FailRate*100)
+	fmt.Fprintf(w, "amplification = load at the bottom / load at the top; ok = requests into the top that succeeded\n\n")
 	var names []string
 	for _, p := range ps {
 		if !slices.Contains(names, p.Strategy) {
 			names = append(names, p.Strategy)
 		}
 	}
-	fmt.Fprintf(w, "%5s", "K")
+	fmt.Fprintf(w, "%3s", "K")
 	for _, n := range names {
-		fmt.Fprintf(w, " %16s", n)
+		fmt.Fprintf(w, " %16s %6s", n, "ok")
 	}
-	fmt.Fprintf(w, " %10s\n", "2^(K-1)")
+	fmt.Fprintf(w, " %8s\n", "2^(K-1)")
 	for _, k := range cfg.Tiers {
-		fmt.Fprintf(w, "%5d", k)
+		fmt.Fprintf(w, "%3d", k)
 		for _, n := range names {
 			i := slices.IndexFunc(ps, func(p Point) bool { return p.Strategy == n && p.Tiers == k })
-			fmt.Fprintf(w, " %16s", amp(ps[i].Amplification()))
+			fmt.Fprintf(w, " %16s %5.1f%%", amp(ps[i].Amplification()), 100*float64(ps[i].OK)/float64(ps[i].Hits[0]))
 		}
-		fmt.Fprintf(w, " %10d\n", 1<<(k-1))
+		fmt.Fprintf(w, " %8d\n", 1<<(k-1))
 	}
 	return nil
 }
@@ -265,11 +273,11 @@ func amp(a float64) string {
 
 // WriteCSV writes one row per strategy and chain length.
 func WriteCSV(w io.Writer, ps []Point) error {
-	if _, err := fmt.Fprintln(w, "strategy,tiers,top,bottom,amplification"); err != nil {
+	if _, err := fmt.Fprintln(w, "strategy,tiers,top,bottom,amplification,ok"); err != nil {
 		return err
 	}
 	for _, p := range ps {
-		if _, err := fmt.Fprintf(w, "%s,%d,%d,%d,%.6f\n", p.Strategy, p.Tiers, p.Hits[0], p.Hits[len(p.Hits)-1], p.Amplification()); err != nil {
+		if _, err := fmt.Fprintf(w, "%s,%d,%d,%d,%.6f,%d\n", p.Strategy, p.Tiers, p.Hits[0], p.Hits[len(p.Hits)-1], p.Amplification(), p.OK); err != nil {
 			return err
 		}
 	}

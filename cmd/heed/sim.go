@@ -1,0 +1,468 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heed-go/heed/cmd/heed/internal/sim/brooker"
+	"github.com/heed-go/heed/cmd/heed/internal/sim/chainsim"
+	"github.com/heed-go/heed/cmd/heed/internal/sim/chart"
+	"github.com/heed-go/heed/cmd/heed/internal/sim/stormsim"
+	"github.com/heed-go/heed/internal/storm"
+)
+
+const simUsage = `Usage: heed sim MODEL [flags]
+
+Models:
+  brooker   the optimistic-concurrency contention model of Brooker's
+            "Exponential Backoff And Jitter", with heed's backoffs
+  storm     the public 429 storm in virtual time, heed beside plain strategies
+  chain     retry amplification through K tiers, the bottom one failing
+
+Every model prints a table on stdout; -csv prints CSV instead, and -out DIR
+also writes CSV files and charts (SVG and PNG) into DIR. The same -seed
+gives the same output, byte for byte.
+`
+
+func sim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, simUsage)
+		return errors.New("sim: no model given")
+	}
+	switch args[0] {
+	case "brooker":
+		return simBrooker(ctx, args[1:], stdout, stderr)
+	case "storm":
+		return simStorm(ctx, args[1:], stdout, stderr)
+	case "chain":
+		return simChain(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, simUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, simUsage)
+	return fmt.Errorf("sim: unknown model %q", args[0])
+}
+
+// simFlags are the flags every model has.
+type simFlags struct {
+	fs    *flag.FlagSet
+	seed  *uint64
+	csv   *bool
+	out   *string
+	quiet *bool
+}
+
+func newSimFlags(model, about string, stderr io.Writer) simFlags {
+	fs := flag.NewFlagSet("sim "+model, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := simFlags{
+		fs:    fs,
+		seed:  fs.Uint64("seed", 1, "random seed: the same seed gives the same output"),
+		csv:   fs.Bool("csv", false, "print CSV instead of the table"),
+		out:   fs.String("out", "", "also write CSV files and charts (SVG and PNG) into `DIR`"),
+		quiet: fs.Bool("quiet", false, "no progress on stderr"),
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: heed sim %s [flags]\n\n%s\n\nFlags:\n", model, about)
+		fs.PrintDefaults()
+	}
+	return f
+}
+
+func (f simFlags) parse(args []string) error {
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", f.fs.Args())
+	}
+	if *f.out != "" {
+		if err := os.MkdirAll(*f.out, 0o755); err != nil {
+			return fmt.Errorf("-out: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeFile writes dir/name with write.
+func writeFile(dir, name string, write func(io.Writer) error) error {
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// meter shows a run's progress on stderr once it has lasted a second: a
+// line redrawn ten times a second on a terminal, one every two seconds
+// otherwise.
+type meter struct {
+	w     io.Writer
+	name  string
+	quiet bool
+	tty   bool
+	start time.Time
+
+	mu    sync.Mutex
+	last  time.Time
+	shown bool
+}
+
+func newMeter(w io.Writer, name string, quiet bool) *meter {
+	now := time.Now()
+	return &meter{w: w, name: name, quiet: quiet, tty: isTerminal(w), start: now, last: now}
+}
+
+func (m *meter) update(done, total int) {
+	if m.quiet {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	every := 2 * time.Second
+	if m.tty {
+		every = 100 * time.Millisecond
+	}
+	if now.Sub(m.start) < time.Second || now.Sub(m.last) < every && done < total {
+		return
+	}
+	m.last, m.shown = now, true
+	line := fmt.Sprintf("%s %s %d/%d %5.1f%% %6.1fs", m.name, bar(done, total, 30), done, total, 100*float64(done)/float64(max(total, 1)), now.Sub(m.start).Seconds())
+	if m.tty {
+		fmt.Fprint(m.w, "\r"+line)
+	} else {
+		fmt.Fprintln(m.w, line)
+	}
+}
+
+func (m *meter) finish() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shown && m.tty {
+		fmt.Fprintln(m.w)
+	}
+}
+
+func bar(done, total, width int) string {
+	n := width * done / max(total, 1)
+	return "[" + strings.Repeat("#", min(n, width)) + strings.Repeat(".", width-min(n, width)) + "]"
+}
+
+// parseInts reads "10,20,30" or "10-190/10" (from-to/step, the step
+// defaulting to 1).
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		span, stepText, hasStep := strings.Cut(part, "/")
+		from, to, isRange := strings.Cut(span, "-")
+		if !isRange {
+			if hasStep {
+				return nil, fmt.Errorf("%q: a step needs a range, as 10-190/10", part)
+			}
+			n, err := strconv.Atoi(span)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a number", part)
+			}
+			out = append(out, n)
+			continue
+		}
+		a, err1 := strconv.Atoi(from)
+		b, err2 := strconv.Atoi(to)
+		step := 1
+		var err3 error
+		if hasStep {
+			step, err3 = strconv.Atoi(stepText)
+		}
+		if err := errors.Join(err1, err2, err3); err != nil || step < 1 || b < a {
+			return nil, fmt.Errorf("%q: want FROM-TO or FROM-TO/STEP with FROM <= TO and STEP >= 1", part)
+		}
+		if (b-a)/step >= 100_000 {
+			return nil, fmt.Errorf("%q: too many values", part)
+		}
+		for n := a; n <= b; n += step {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no value")
+	}
+	return out, nil
+}
+
+func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newSimFlags("storm", "The public 429 storm in virtual time: a token-bucket API and C clients x M GETs,\neach strategy against a fresh server. heed's strategies run heed's real Transport.", stderr)
+	sc := storm.Default
+	f.fs.IntVar(&sc.Clients, "clients", sc.Clients, "number of clients")
+	f.fs.IntVar(&sc.PerClient, "requests", sc.PerClient, "successful GETs each client needs")
+	f.fs.Float64Var(&sc.Server.Rate, "rate", sc.Server.Rate, "requests per second the API allows")
+	f.fs.IntVar(&sc.Server.Burst, "burst", sc.Server.Burst, "the API's burst")
+	retryAfter := f.fs.String("retry-after", "seconds", "the 429's Retry-After: seconds, date or none")
+	reset := f.fs.String("reset", "seconds", "X-RateLimit-Reset as seconds (delta) or epoch")
+	noHeaders := f.fs.Bool("no-ratelimit-headers", false, "send no X-RateLimit-* fields")
+	latency := f.fs.Duration("latency", time.Millisecond, "network round trip")
+	strategies := f.fs.String("strategies", "all", "comma-separated: no-retry, exponential, full-jitter, retry-after,\nretry-after-jitter, heed-shared, heed; or all")
+	bucket := f.fs.Duration("bucket", 0, "width of the attempts-over-time chart's buckets (0: a 100th of the longest makespan)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	switch *retryAfter {
+	case "seconds":
+		sc.Server.RetryAfter = storm.RetryAfterSeconds
+	case "date":
+		sc.Server.RetryAfter = storm.RetryAfterDate
+	case "none":
+		sc.Server.RetryAfter = storm.RetryAfterNone
+	default:
+		return fmt.Errorf("-retry-after %q: want seconds, date or none", *retryAfter)
+	}
+	switch *reset {
+	case "seconds":
+		sc.Server.Reset = storm.ResetDelta
+	case "epoch":
+		sc.Server.Reset = storm.ResetEpoch
+	default:
+		return fmt.Errorf("-reset %q: want seconds or epoch", *reset)
+	}
+	sc.Server.NoRateLimitHeaders = *noHeaders
+	sts, err := stormsim.ParseStrategies(*strategies)
+	if err != nil {
+		return err
+	}
+	if *bucket < 0 {
+		return fmt.Errorf("-bucket %v: must not be negative", *bucket)
+	}
+	cfg := stormsim.Config{Scenario: sc, Latency: *latency, Seed: *f.seed, Strategies: sts}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m := newMeter(stderr, "storm", *f.quiet)
+	rs, err := stormsim.Run(ctx, cfg, m.update)
+	m.finish()
+	if err != nil {
+		return err
+	}
+	if *f.csv {
+		if err := stormsim.WriteCSV(stdout, cfg, rs); err != nil {
+			return err
+		}
+	} else {
+		plain := make([]storm.Result, len(rs))
+		for i, r := range rs {
+			plain[i] = r.Result
+		}
+		if err := storm.WriteTable(stdout, sc, plain); err != nil {
+			return err
+		}
+	}
+	if *f.out == "" {
+		return nil
+	}
+	if err := writeFile(*f.out, "storm.csv", func(w io.Writer) error { return stormsim.WriteCSV(w, cfg, rs) }); err != nil {
+		return err
+	}
+	return stormCharts(*f.out, rs, *bucket)
+}
+
+func simChain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newSimFlags("chain", "K services in a row, each calling the next through its retry policy, the bottom one\nfailing; the load at the bottom over the load at the top, for each K.", stderr)
+	tiers := f.fs.String("tiers", "2-10", "chain lengths K: a list (2,4,10) or a range (2-10)")
+	failRate := f.fs.Float64("fail-rate", 1, "share of its requests the bottom tier fails with 503")
+	requests := f.fs.Int("requests", 200, "requests sent into the top")
+	interval := f.fs.Duration("interval", 50*time.Millisecond, "time between requests into the top")
+	latency := f.fs.Duration("latency", time.Millisecond, "each hop's round trip")
+	strategies := f.fs.String("strategies", "all", "comma-separated: one-retry, heed-no-budget, heed; or all")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	ks, err := parseInts(*tiers)
+	if err != nil {
+		return fmt.Errorf("-tiers: %w", err)
+	}
+	sts, err := chainsim.ParseStrategies(*strategies)
+	if err != nil {
+		return err
+	}
+	cfg := chainsim.Config{Tiers: ks, FailRate: *failRate, Requests: *requests, Interval: *interval, Latency: *latency, Seed: *f.seed, Strategies: sts}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m := newMeter(stderr, "chain", *f.quiet)
+	ps, err := chainsim.Run(ctx, cfg, m.update)
+	m.finish()
+	if err != nil {
+		return err
+	}
+	if *f.csv {
+		err = chainsim.WriteCSV(stdout, ps)
+	} else {
+		err = chainsim.WriteTable(stdout, cfg, ps)
+	}
+	if err != nil || *f.out == "" {
+		return err
+	}
+	if err := writeFile(*f.out, "chain.csv", func(w io.Writer) error { return chainsim.WriteCSV(w, ps) }); err != nil {
+		return err
+	}
+	return chainCharts(*f.out, ps)
+}
+
+// stormCharts draws the attempts each strategy sent over time.
+func stormCharts(dir string, rs []stormsim.Result, bucket time.Duration) error {
+	if bucket == 0 {
+		var longest time.Duration
+		for _, r := range rs {
+			longest = max(longest, r.Makespan)
+		}
+		bucket = max(10*time.Millisecond, longest/100)
+	}
+	width := bucket.Seconds()
+	c := chart.Chart{
+		Title:  "429 storm: attempts over time",
+		XLabel: "time (s)",
+		YLabel: fmt.Sprintf("attempts per %v", bucket),
+		Step:   true,
+	}
+	for _, r := range rs {
+		times := make([]float64, len(r.Sent))
+		for i, t := range r.Sent {
+			times[i] = t.Seconds()
+		}
+		x, y := chart.Histogram(times, width)
+		if len(x) > 0 {
+			c.Series = append(c.Series, chart.Series{Name: r.Name, X: x, Y: y})
+		}
+	}
+	return chart.Save(c, dir, "storm-attempts")
+}
+
+// chainCharts draws the amplification against K on a log axis, with the
+// 2^(K-1) of one retry per tier for reference.
+func chainCharts(dir string, ps []chainsim.Point) error {
+	c := chart.Chart{Title: "retry amplification through K tiers", XLabel: "tiers (K)", YLabel: "load at the bottom / load at the top", LogY: true}
+	var names []string
+	byName := map[string]*chart.Series{}
+	for _, p := range ps {
+		s, ok := byName[p.Strategy]
+		if !ok {
+			names = append(names, p.Strategy)
+			s = &chart.Series{Name: p.Strategy}
+			byName[p.Strategy] = s
+		}
+		if a := p.Amplification(); a > 0 { // a log axis has no zero
+			s.X = append(s.X, float64(p.Tiers))
+			s.Y = append(s.Y, a)
+		}
+	}
+	for _, n := range names {
+		if len(byName[n].X) > 0 {
+			c.Series = append(c.Series, *byName[n])
+		}
+	}
+	return chart.Save(c, dir, "chain-amplification")
+}
+
+func simBrooker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newSimFlags("brooker", "The optimistic-concurrency contention model of Brooker's \"Exponential Backoff And\nJitter\" (docs/simulations.md): N clients each update one row once; work is the\nconditional writes the server handled, time the makespan in ms. Means over -runs.", stderr)
+	ns := f.fs.String("n", "10-190/10", "numbers of clients N: a list (10,50,100) or a range (10-190/10)")
+	runs := f.fs.Int("runs", 100, "independent runs per point")
+	strategies := f.fs.String("strategies", "all", "comma-separated: None, Exponential, FullJitter, EqualJitter, Decorr,\nheed-defaults, heed-budget; or reference (the first five) or all")
+	seriesN := f.fs.Int("series-n", 100, "N whose call rate over time -out charts (one run per strategy)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	points, err := parseInts(*ns)
+	if err != nil {
+		return fmt.Errorf("-n: %w", err)
+	}
+	sts, err := brooker.ParseStrategies(*strategies)
+	if err != nil {
+		return err
+	}
+	for _, n := range append(points, *seriesN) {
+		if err := (brooker.Config{N: n, Runs: *runs, Strategies: sts}).Validate(); err != nil {
+			return err
+		}
+	}
+	m := newMeter(stderr, "brooker", *f.quiet)
+	ps, err := brooker.Sweep(points, *runs, sts, *f.seed, m.update)
+	m.finish()
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if *f.csv {
+		err = brooker.WriteCSV(stdout, ps)
+	} else {
+		err = brooker.WriteTable(stdout, ps)
+	}
+	if err != nil || *f.out == "" {
+		return err
+	}
+	if err := writeFile(*f.out, "brooker.csv", func(w io.Writer) error { return brooker.WriteCSV(w, ps) }); err != nil {
+		return err
+	}
+	return brookerCharts(*f.out, ps, sts, *seriesN, *f.seed)
+}
+
+// brookerCharts draws the post's charts: client work and completion time
+// against N, and the call rate over time of one run at seriesN.
+func brookerCharts(dir string, ps []brooker.Point, sts []brooker.Strategy, seriesN int, seed uint64) error {
+	work := chart.Chart{Title: "client work (conditional writes) against competing clients", XLabel: "competing clients (N)", YLabel: "writes"}
+	took := chart.Chart{Title: "completion time against competing clients", XLabel: "competing clients (N)", YLabel: "time (ms)"}
+	for _, st := range sts {
+		var x, w, t []float64
+		for _, p := range ps {
+			if p.Strategy == st {
+				x, w, t = append(x, float64(p.N)), append(w, p.Work), append(t, p.Time)
+			}
+		}
+		work.Series = append(work.Series, chart.Series{Name: st.String(), X: x, Y: w})
+		took.Series = append(took.Series, chart.Series{Name: st.String(), X: x, Y: t})
+	}
+	if err := chart.Save(work, dir, "brooker-work"); err != nil {
+		return err
+	}
+	if err := chart.Save(took, dir, "brooker-time"); err != nil {
+		return err
+	}
+	// One chart per strategy, as in the post: their time scales differ a
+	// hundredfold.
+	for _, st := range sts {
+		times, err := brooker.Series(st, seriesN, seed)
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("brooker-calls-%s-n%d", st, seriesN)
+		if err := writeFile(dir, name+".txt", func(w io.Writer) error { return brooker.WriteSeries(w, times) }); err != nil {
+			return err
+		}
+		x, y := chart.Histogram(times, 10)
+		if len(x) == 0 {
+			continue
+		}
+		rate := chart.Chart{Title: fmt.Sprintf("%s: call rate over time, N = %d (one run)", st, seriesN), XLabel: "time (ms)", YLabel: "writes per 10 ms", Step: true,
+			Series: []chart.Series{{Name: st.String(), X: x, Y: y}}}
+		if err := chart.Save(rate, dir, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
