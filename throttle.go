@@ -35,12 +35,19 @@ type Limits struct {
 	// tunes it for the key instead of WithPacing.
 	NoPacing bool
 	Pacing   throttle.PacerConfig
+	// Limiter, if set, is the key's rate limit in place of Rate and Burst:
+	// one kept elsewhere, such as a limit a fleet of instances shares in
+	// Redis (the heedredis module). Set it per key with WithKeyLimits.
+	Limiter throttle.RateLimiter
 }
 
 // PerMinute converts a limit per minute to the per-second Rate of Limits.
 func PerMinute(n float64) float64 { return n / 60 }
 
 func (l Limits) validate() error {
+	if l.Limiter != nil && (l.Rate != 0 || l.Burst != 0) {
+		return errors.New("set either Limiter or Rate and Burst, not both")
+	}
 	if l.Rate < 0 || l.Rate > 0 && l.Rate != l.Rate {
 		return fmt.Errorf("rate %v: must be a positive number, or 0 for none", l.Rate)
 	}
@@ -65,10 +72,10 @@ var ErrThrottled = throttle.ErrThrottled
 
 // throttleState is the proactive throttling of one key.
 type throttleState struct {
-	pacer    *throttle.Pacer    // nil when adaptive pacing is off
-	limiter  *throttle.Limiter  // nil without a rate limit
-	bulkhead *throttle.Bulkhead // nil without a concurrency limit
-	err      error              // limits of this key that cannot work
+	pacer    *throttle.Pacer      // nil when adaptive pacing is off
+	limiter  throttle.RateLimiter // nil without a rate limit
+	bulkhead *throttle.Bulkhead   // nil without a concurrency limit
+	err      error                // limits of this key that cannot work
 
 	// quotaLooks counts successes checked for rate-limit fields and found
 	// without them; past quotaProbes the key's server is taken not to send
@@ -117,7 +124,10 @@ func (p *Policy) initThrottle(t *throttleState, key string) {
 		t.err = fmt.Errorf("heed: limits for key %q: %w", key, err)
 		return
 	}
-	if l.Rate > 0 {
+	switch {
+	case l.Limiter != nil:
+		t.limiter = l.Limiter
+	case l.Rate > 0:
 		t.limiter, _ = throttle.NewLimiter(l.Rate, max(1, l.Burst))
 	}
 	if l.Concurrency > 0 {

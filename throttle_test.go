@@ -215,3 +215,31 @@ func TestKeyLimitsPacingOff(t *testing.T) {
 		t.Fatalf("paced with pacing off for the key: %q", rec.kinds())
 	}
 }
+
+// countingLimiter is a rate limit kept elsewhere: it lets every event go
+// at once and counts them.
+type countingLimiter struct{ n atomic.Int32 }
+
+func (c *countingLimiter) ReserveBefore(now, deadline time.Time) (time.Time, bool) {
+	c.n.Add(1)
+	return now, true
+}
+func (c *countingLimiter) Allow(now time.Time) bool { c.n.Add(1); return true }
+
+// A Limiter in Limits replaces the in-memory rate limit: every attempt
+// reserves a slot from it.
+func TestSharedLimiterInLimits(t *testing.T) {
+	lim := &countingLimiter{}
+	c, _ := client(t, heed.WithBase(heedtest.NewTransport([]heedtest.Step{heedtest.Status(503), heedtest.OK("ok")})),
+		heed.WithLimits(heed.Limits{Limiter: lim}))
+	resp, _, err := get(t, c, "http://api.test/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if lim.n.Load() != 2 {
+		t.Errorf("limiter asked %d times, want once per attempt (2)", lim.n.Load())
+	}
+	if _, err := heed.New(heed.WithLimits(heed.Limits{Limiter: lim, Rate: 5})); err == nil {
+		t.Error("Limiter and Rate together accepted")
+	}
+}

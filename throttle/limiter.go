@@ -24,6 +24,23 @@ var ErrThrottled = errors.New("throttled")
 // year, far below where durations overflow.
 const maxInterval = 365 * 24 * time.Hour
 
+// RateLimiter is a key's rate limit as heed's transport uses it: a
+// reservation at a given time, refused when it would end past a deadline.
+// *Limiter is the in-memory one; a fleet shares one kept in Redis through
+// the heedredis module. Implementations must be safe for concurrent use
+// and must not block for long: the transport calls them on every request.
+type RateLimiter interface {
+	// ReserveBefore reserves a slot for an event ready at now and returns
+	// when it may happen. When that would be after deadline (zero for
+	// none) it reserves nothing and returns when it could have happened
+	// and false.
+	ReserveBefore(now, deadline time.Time) (time.Time, bool)
+	// Allow reserves a slot only if one is free at now.
+	Allow(now time.Time) bool
+}
+
+var _ RateLimiter = (*Limiter)(nil)
+
 // Limiter is a token bucket in its GCRA form: rate events a second with a
 // burst, reserved at a given time. It is safe for concurrent use and
 // allocates nothing.
