@@ -1,0 +1,59 @@
+// Package heedredis keeps heed's per-key state in Redis, so a fleet of
+// instances shares one rate limit and one retry budget per key instead of
+// each knowing a fraction of the truth: 20 instances each pacing to a
+// 100 req/s API would overrun it 20 times.
+//
+// It is a module of its own (redis/go-redis v9), which heed's core does
+// not import. A [Store] works on any redis.UniversalClient: a single
+// server, Sentinel or Cluster.
+//
+//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"redis:6379"}})
+//	store, err := heedredis.New(rdb, heedredis.Config{FallbackShare: 1.0 / 20})
+//	limits, err := store.KeyLimits(100, 10)         // the API's documented limit, for the fleet
+//	budgets, err := store.Budgets(budget.RatioConfig{}) // heed's default budget, for the fleet
+//	t, err := heed.New(heed.WithKeyLimits(limits), heed.WithBudgetFunc(budgets))
+//
+// # The rate limit
+//
+// A GCRA token bucket per key, evaluated atomically in Redis by a Lua
+// script on Redis's own clock (the instances' clocks need not agree). An
+// instance leases Config.Lease slots (8) per round trip and hands them out
+// locally, so a busy instance calls Redis once per 8 requests; callers
+// arriving while a lease is in flight wait for it rather than lease more.
+// A leased slot is used at its time, or up to MaxStale (100 ms) later, and
+// dropped after that. How far the fleet can overshoot: a slot used late
+// lets a request go up to MaxStale after its turn, so in any window the
+// fleet sends at most the limit plus the slots leased in the MaxStale
+// before it, which is at most the burst plus rate x MaxStale; it never
+// sends more than the limit over a window longer than MaxStale.
+//
+// # The retry budget
+//
+// Requests are counted in Redis in buckets of the window (Redis time),
+// sent from each instance in batches: with its next retry and every
+// second. A retry asks Redis each time (retries are rare, and wait for
+// their backoff anyway) and is granted while the fleet's retries stay
+// within Percent of the fleet's requests plus MinPerSecond. An instance's
+// view of the others' requests is therefore up to a second old.
+//
+// # Keys
+//
+// Every Redis key is Prefix:{key}:kind, the heed key (the host, by
+// default) in a hash tag so both keys of one heed key live in one Cluster
+// slot and each script touches a single slot. Keys expire: the limit a
+// minute after its last slot, the budget after two windows.
+//
+// # When Redis fails
+//
+// Every Redis call is bounded by Config.Timeout (50 ms). When Redis is
+// down, slow or answers garbage, the key falls back to its local state (a
+// local limit of FallbackShare of the shared one, a local budget), the
+// fault is reported once (OnFault, Logger), and for Config.Retry (1 s) no
+// request asks Redis again; then the next one does, and the key is back
+// on shared state (OnRecover). No request waits on Redis longer than the
+// timeout, nothing fails because of Redis, and nothing panics. With
+// FailClosed the key refuses instead (heed returns ErrThrottled).
+//
+// Not shared yet: the adaptive pace each instance learns from 429s, and
+// the circuit breaker; each instance keeps its own.
+package heedredis

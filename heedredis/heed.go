@@ -1,0 +1,40 @@
+package heedredis
+
+import (
+	"fmt"
+
+	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/budget"
+)
+
+// KeyLimits returns, for heed.WithKeyLimits, a rate limit per key (the
+// host, by default) shared by the fleet: rate requests a second with the
+// given burst. Adaptive pacing stays on for each instance.
+func (s *Store) KeyLimits(rate float64, burst int) (func(key string) heed.Limits, error) {
+	if _, err := s.Limiter("probe", rate, burst); err != nil {
+		return nil, err
+	}
+	return func(key string) heed.Limits {
+		l, _ := s.Limiter(key, rate, burst) // rate and burst were checked above
+		return heed.Limits{Limiter: l}
+	}, nil
+}
+
+// Budgets returns, for heed.WithBudgetFunc, a retry budget per key shared
+// by the fleet; the zero RatioConfig means heed's default.
+func (s *Store) Budgets(c budget.RatioConfig) (func(key string) budget.Budget, error) {
+	if _, err := budget.NewRatio(orDefault(c)); err != nil {
+		return nil, fmt.Errorf("heedredis: %w", err)
+	}
+	return func(key string) budget.Budget {
+		b, _ := s.Budget(key, c)
+		return b
+	}, nil
+}
+
+func orDefault(c budget.RatioConfig) budget.RatioConfig {
+	if c == (budget.RatioConfig{}) {
+		return budget.DefaultRatio
+	}
+	return c
+}

@@ -1,0 +1,250 @@
+package heedredis_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/heed-go/heed/budget"
+	"github.com/heed-go/heed/heedredis"
+	"github.com/heed-go/heed/heedredis/internal/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func store(t *testing.T, rdb redis.UniversalClient, cfg heedredis.Config) *heedredis.Store {
+	t.Helper()
+	s, err := heedredis.New(rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Three instances share one limit: within a second they get the burst and
+// a second's worth of slots between them, no more.
+func TestLimiterSharesOneLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	var lims []*heedredis.Limiter
+	for range 3 {
+		l, err := store(t, srv.Client(t), heedredis.Config{}).Limiter("api", 100, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lims = append(lims, l)
+	}
+	now := time.Now()
+	deadline := now.Add(time.Second)
+	got, refused := 0, 0
+	for refused < 3 {
+		refused = 0
+		for _, l := range lims {
+			if at, ok := l.ReserveBefore(now, deadline); ok {
+				if at.Before(now) || at.After(deadline) {
+					t.Fatalf("slot at %v outside [now, now+1s]", at.Sub(now))
+				}
+				got++
+			} else {
+				refused++
+			}
+		}
+	}
+	// 5 at once, then one per 10 ms: 105 within the second, less the
+	// slots leased but refused at the edge.
+	if got < 95 || got > 105 {
+		t.Errorf("%d slots within a second for 3 instances, want about 105", got)
+	}
+}
+
+func TestLimiterRefusesPastTheDeadline(t *testing.T) {
+	srv := redistest.Start(t)
+	l, _ := store(t, srv.Client(t), heedredis.Config{Lease: 1}).Limiter("slow", 1, 1)
+	now := time.Now()
+	if at, ok := l.ReserveBefore(now, now); !ok || at != now {
+		t.Fatalf("first: %v %v", at, ok)
+	}
+	at, ok := l.ReserveBefore(now, now)
+	if ok || at.Sub(now) < 900*time.Millisecond || at.Sub(now) > 1100*time.Millisecond {
+		t.Errorf("second: %v %v, want a refusal naming about 1s from now", at.Sub(now), ok)
+	}
+}
+
+// The fleet's retries share one budget: requests counted by one instance
+// pay for retries of another.
+func TestBudgetShared(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := budget.RatioConfig{Percent: 0.5, MinPerSecond: 0.0001, Window: 10 * time.Second}
+	a, _ := store(t, srv.Client(t), heedredis.Config{}).Budget("api", cfg)
+	sb := store(t, srv.Client(t), heedredis.Config{})
+	b, _ := sb.Budget("api", cfg)
+	for range 10 {
+		a.Request()
+	}
+	now := time.Now()
+	if !a.Withdraw(now) { // sends the 10 requests along
+		t.Fatal("first retry refused")
+	}
+	granted := 1
+	for range 10 {
+		if b.Withdraw(now) {
+			granted++
+		}
+	}
+	if granted != 5 {
+		t.Errorf("%d retries granted for 10 requests at 50%%, want 5", granted)
+	}
+}
+
+// Keys carry the prefix and a hash tag, and expire.
+func TestKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	s := store(t, rdb, heedredis.Config{Prefix: "shop"})
+	l, _ := s.Limiter("api.example.com", 10, 1)
+	b, _ := s.Budget("api.example.com", budget.RatioConfig{})
+	l.Allow(time.Now())
+	b.Request()
+	b.Withdraw(time.Now())
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"shop:{api.example.com}:rate": true, "shop:{api.example.com}:budget": true}
+	if len(keys) != 2 || !want[keys[0]] || !want[keys[1]] {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	for _, k := range keys {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 || ttl > 2*time.Minute {
+			t.Errorf("%s expires in %v", k, ttl)
+		}
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	for _, cfg := range []heedredis.Config{{Prefix: "a{b}"}, {Lease: -1}, {Timeout: -1}, {FallbackShare: 2}} {
+		if s, err := heedredis.New(rdb, cfg); err == nil {
+			s.Close()
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+	if _, err := heedredis.New(nil, heedredis.Config{}); err == nil {
+		t.Error("nil client accepted")
+	}
+	s := store(t, rdb, heedredis.Config{})
+	for _, bad := range []struct {
+		rate  float64
+		burst int
+		key   string
+	}{{0, 1, "k"}, {-1, 1, "k"}, {1, 0, "k"}, {1e9, 1, "k"}} {
+		if _, err := s.Limiter(bad.key, bad.rate, bad.burst); err == nil {
+			t.Errorf("Limiter(%q, %v, %d) accepted", bad.key, bad.rate, bad.burst)
+		}
+	}
+}
+
+// faults records fault and recovery callbacks.
+type faults struct {
+	mu         sync.Mutex
+	down, back int
+}
+
+func (f *faults) config(cfg heedredis.Config) heedredis.Config {
+	cfg.OnFault = func(string, error) { f.mu.Lock(); f.down++; f.mu.Unlock() }
+	cfg.OnRecover = func(string) { f.mu.Lock(); f.back++; f.mu.Unlock() }
+	return cfg
+}
+
+func (f *faults) counts() (int, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.down, f.back
+}
+
+// Redis stopped, paused or answering garbage: the limiter and the budget
+// answer from local state within the timeout, report the fault once, and
+// return to Redis when it is back.
+func TestFaults(t *testing.T) {
+	srv := redistest.Start(t)
+	var fs faults
+	cfg := fs.config(heedredis.Config{Timeout: 50 * time.Millisecond, Retry: 200 * time.Millisecond, Lease: 1})
+	s := store(t, srv.Client(t), cfg)
+	l, _ := s.Limiter("api", 1000, 10)
+	b, _ := s.Budget("api", budget.RatioConfig{})
+
+	timed := func(name string, f func() bool) bool {
+		t.Helper()
+		start := time.Now()
+		ok := f()
+		if d := time.Since(start); d > cfg.Timeout+100*time.Millisecond {
+			t.Errorf("%s took %v with Redis down, want about the 50ms timeout at most", name, d)
+		}
+		return ok
+	}
+	if !l.Allow(time.Now()) {
+		t.Fatal("refused with Redis up")
+	}
+
+	for _, fault := range []struct {
+		name        string
+		break_, fix func()
+	}{
+		{"stopped", srv.Stop, srv.Restart},
+		{"paused", srv.Pause, srv.Resume},
+	} {
+		fault.break_()
+		for range 5 {
+			if !timed(fault.name+" limiter", func() bool { return l.Allow(time.Now()) }) {
+				t.Errorf("%s: the local limit refused", fault.name)
+			}
+			b.Request()
+			timed(fault.name+" budget", func() bool { return b.Withdraw(time.Now()) })
+		}
+		down, back := fs.counts()
+		fault.fix()
+		time.Sleep(cfg.Retry + 50*time.Millisecond)
+		if !l.Allow(time.Now()) {
+			t.Errorf("%s: refused after Redis came back", fault.name)
+		}
+		b.Withdraw(time.Now())
+		down2, back2 := fs.counts()
+		if down2 < down || back2 < back+1 || down == 0 {
+			t.Errorf("%s: faults %d then %d, recoveries %d then %d", fault.name, down, down2, back, back2)
+		}
+	}
+
+	// Garbage where the budget's hash should be: a fault, not a panic.
+	ctx := context.Background()
+	rdb := srv.Client(t)
+	if err := rdb.Set(ctx, "heed:{junk}:budget", "garbage", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	jb, _ := s.Budget("junk", budget.RatioConfig{})
+	jb.Request()
+	jb.Withdraw(time.Now())
+	if down, _ := fs.counts(); down < 3 {
+		t.Errorf("garbage in Redis: %d faults reported, want a third", down)
+	}
+}
+
+func TestFailClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv.Client(t), heedredis.Config{FailClosed: true, Lease: 1})
+	l, _ := s.Limiter("api", 1000, 10)
+	b, _ := s.Budget("api", budget.RatioConfig{})
+	srv.Stop()
+	if l.Allow(time.Now()) {
+		t.Error("the limiter let a request go with Redis down and FailClosed")
+	}
+	b.Request()
+	if b.Withdraw(time.Now()) {
+		t.Error("the budget granted a retry with Redis down and FailClosed")
+	}
+}
