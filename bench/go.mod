@@ -4,9 +4,12 @@ go 1.26.7
 
 require (
 	github.com/failsafe-go/failsafe-go v0.9.8
+	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/heed-go/heed v0.0.0
 	github.com/heed-go/heed/heedprom v0.0.0
+	github.com/heed-go/heed/heedredis v0.0.0
+	github.com/redis/go-redis/v9 v9.23.0
 )
 
 require (
@@ -20,6 +23,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
@@ -27,4 +31,5 @@ require (
 replace (
 	github.com/heed-go/heed => ../
 	github.com/heed-go/heed/heedprom => ../heedprom
+	github.com/heed-go/heed/heedredis => ../heedredis
 )

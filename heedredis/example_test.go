@@ -10,7 +10,7 @@ import (
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/heedredis"
-	"github.com/heed-go/heed/heedredis/internal/redistest"
+	"github.com/heed-go/heed/heedredis/redistest"
 )
 
 // exampleTB runs a test Redis for an example, stopped by done.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/heedredis"
-	"github.com/heed-go/heed/heedredis/internal/redistest"
+	"github.com/heed-go/heed/heedredis/redistest"
 	"github.com/heed-go/heed/internal/storm"
 	"github.com/heed-go/heed/throttle"
 )

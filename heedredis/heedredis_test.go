@@ -11,7 +11,7 @@ import (
 
 	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/heedredis"
-	"github.com/heed-go/heed/heedredis/internal/redistest"
+	"github.com/heed-go/heed/heedredis/redistest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,6 +1,8 @@
-// Package redistest runs a real redis-server for heedredis's tests: on a
-// free loopback port, without persistence, stopped when the test ends. It
-// can stop, pause (SIGSTOP) and restart the process, for fault tests.
+// Package redistest runs a real redis-server for tests of code that uses
+// heedredis, and for heedredis's own: on a free loopback port, without
+// persistence, stopped when the test ends. It can stop, pause (SIGSTOP)
+// and restart the process, for fault tests. It needs redis-server on the
+// PATH (apt-get install -y redis-server).
 package redistest
 
 import (
