@@ -89,6 +89,9 @@ func (p *Policy) newKeyState(key string) *keyState {
 	ks := &keyState{key: key}
 	if p.breakerOn {
 		s := p.breakerSettings
+		if p.breakerFleet != nil {
+			s.Fleet = p.breakerFleet(key)
+		}
 		user := s.OnStateChange
 		s.OnStateChange = func(c breaker.Change) {
 			p.breakerChanged(key, c)

@@ -82,6 +82,7 @@ type config struct {
 	pacerConfig     throttle.PacerConfig
 	limits          Limits
 	keyLimits       func(key string) Limits
+	breakerFleet    func(key string) breaker.Fleet
 	hedge           *HedgeConfig // nil: no hedging
 	stale           *StaleConfig // nil: no stale-if-error store
 	fallback        Fallback
@@ -422,6 +423,21 @@ func WithBreaker(s breaker.Settings) Option {
 }
 
 // WithoutBreaker turns the circuit breaker off.
+// WithBreakerFleet joins each key's circuit breaker to the breakers of the
+// same key in other instances: f returns the key's breaker.Fleet, such as
+// the one heedredis keeps in Redis. A trip in one instance then opens the
+// key's breaker in all, and one instance at a time sends the half-open
+// probe.
+func WithBreakerFleet(f func(key string) breaker.Fleet) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			c.problem("WithBreakerFleet: nil function")
+			return
+		}
+		c.breakerFleet = f
+	})
+}
+
 func WithoutBreaker() Option {
 	return optionFunc(func(c *config) { c.breakerOn = false })
 }

@@ -87,6 +87,28 @@ type Settings struct {
 	// OnStateChange, if set, is called after every change of state, after
 	// the breaker's lock is released: it may call back into the breaker.
 	OnStateChange func(Change)
+	// Fleet, if set, joins this breaker to the breakers of the same key in
+	// other instances (heedredis provides one): a trip anywhere opens them
+	// all, and while they are open one instance at a time sends the
+	// half-open probe. A Fleet belongs to one key: with heed, set it per
+	// key through heed.WithBreakerFleet.
+	Fleet Fleet
+}
+
+// Fleet lets the breakers of one key in many instances act as one.
+// Implementations must be safe for concurrent use and quick: OpenUntil is
+// asked on every call a closed breaker admits, so it answers from a cache;
+// the others run after the breaker's lock is released.
+type Fleet interface {
+	// OpenUntil reports that the fleet holds the breaker open until until.
+	OpenUntil(now time.Time) (until time.Time, open bool)
+	// Opened tells the fleet this instance's breaker opened until until.
+	Opened(now, until time.Time)
+	// Closed tells the fleet a probe succeeded and the breaker closed.
+	Closed(now time.Time)
+	// ClaimProbe asks to send the fleet's next half-open probe; false when
+	// another instance holds the claim (for at most hold).
+	ClaimProbe(now time.Time, hold time.Duration) bool
 }
 
 // Change describes one change of state.
@@ -140,6 +162,7 @@ type Breaker struct {
 	openFor   time.Duration
 	probes    int        // half-open: probes in flight
 	successes int        // half-open: probes that succeeded
+	claimed   bool       // half-open: this instance holds the fleet's probe
 	refusal   *OpenError // shared by every call refused in this open period
 	window    ring       // ratio mode
 }
@@ -213,8 +236,8 @@ func (b *Breaker) State() State { return State(b.state.Load()) }
 // NeedsTime reports whether Allow and Record read the time they are given
 // even while the breaker is closed. Callers on a hot path may skip reading
 // the clock, and pass the zero time, while the breaker is Closed and
-// NeedsTime is false (consecutive mode).
-func (b *Breaker) NeedsTime() bool { return b.s.FailureRatio > 0 }
+// NeedsTime is false (consecutive mode, no fleet).
+func (b *Breaker) NeedsTime() bool { return b.s.FailureRatio > 0 || b.s.Fleet != nil }
 
 // OpenUntil returns when an open breaker will let probes through, and false
 // if the breaker is not open.
@@ -235,8 +258,39 @@ func (b *Breaker) OpenUntil() (time.Time, bool) {
 // refused call allocates nothing: every call refused in one open period
 // shares one error.
 func (b *Breaker) Allow(now time.Time) (Ticket, error) {
+	f := b.s.Fleet
 	if State(b.state.Load()) == Closed {
-		return Ticket{gen: b.gen.Load()}, nil
+		if f == nil {
+			return Ticket{gen: b.gen.Load()}, nil
+		}
+		until, open := f.OpenUntil(now)
+		if !open || !now.Before(until) {
+			return Ticket{gen: b.gen.Load()}, nil
+		}
+		// Another instance tripped: open here too, until the fleet's time.
+		b.mu.Lock()
+		var change *Change
+		if State(b.state.Load()) == Closed {
+			c := b.setLocked(Open, now)
+			b.until = until
+			b.refusal = &OpenError{State: Open, Until: until}
+			c.Until = until
+			change = &c
+		}
+		e := b.refusal
+		b.mu.Unlock()
+		b.notifyLocal(change)
+		if e == nil { // closed again meanwhile
+			return Ticket{gen: b.gen.Load()}, nil
+		}
+		return Ticket{}, e
+	}
+	// The fleet's view is read before the lock: it may be a round trip.
+	var fleetUntil time.Time
+	fleetOpen := false
+	if f != nil {
+		fleetUntil, fleetOpen = f.OpenUntil(now)
+		fleetOpen = fleetOpen && now.Before(fleetUntil)
 	}
 	b.mu.Lock()
 	var change *Change
@@ -250,11 +304,47 @@ func (b *Breaker) Allow(now time.Time) (Ticket, error) {
 			b.mu.Unlock()
 			return Ticket{}, e
 		}
+		if fleetOpen {
+			// The fleet tripped again since: stay open with it.
+			b.until = fleetUntil
+			b.refusal = &OpenError{State: Open, Until: fleetUntil}
+			e := b.refusal
+			b.mu.Unlock()
+			return Ticket{}, e
+		}
 		c := b.setLocked(HalfOpen, now)
 		change = &c
+	case HalfOpen:
+		if fleetOpen && !b.claimed {
+			// Another instance's probe failed: open again with the fleet.
+			c := b.setLocked(Open, now)
+			b.until = fleetUntil
+			b.refusal = &OpenError{State: Open, Until: fleetUntil}
+			c.Until = fleetUntil
+			e := b.refusal
+			b.mu.Unlock()
+			b.notifyLocal(&c)
+			return Ticket{}, e
+		}
 	}
-	// Half-open: admit up to HalfOpenProbes probes at once.
-	if b.probes >= b.s.HalfOpenProbes {
+	// Half-open: admit up to HalfOpenProbes probes at once, and with a
+	// fleet only once this instance holds the fleet's probe. The claim is
+	// asked outside the lock (it may be a round trip), then the state is
+	// checked again.
+	if f != nil && !b.claimed && b.probes < b.s.HalfOpenProbes {
+		gen := b.gen.Load()
+		b.mu.Unlock()
+		b.notify(change)
+		change = nil
+		won := f.ClaimProbe(now, b.s.OpenTimeout)
+		b.mu.Lock()
+		if b.gen.Load() != gen || State(b.state.Load()) != HalfOpen {
+			b.mu.Unlock()
+			return b.Allow(now) // the state moved on meanwhile
+		}
+		b.claimed = b.claimed || won
+	}
+	if b.probes >= b.s.HalfOpenProbes || f != nil && !b.claimed {
 		e := b.refusal
 		b.mu.Unlock()
 		b.notify(change)
@@ -321,7 +411,7 @@ func (b *Breaker) setLocked(to State, now time.Time) Change {
 	from := State(b.state.Load())
 	b.gen.Add(1)
 	b.consecutive.Store(0)
-	b.probes, b.successes = 0, 0
+	b.probes, b.successes, b.claimed = 0, 0, false
 	c := Change{From: from, To: to, At: now}
 	switch to {
 	case Open:
@@ -338,7 +428,23 @@ func (b *Breaker) setLocked(to State, now time.Time) Change {
 	return c
 }
 
+// notify reports a change, and tells the fleet of a trip or a recovery
+// that happened here.
 func (b *Breaker) notify(c *Change) {
+	if c != nil && b.s.Fleet != nil {
+		switch c.To {
+		case Open:
+			b.s.Fleet.Opened(c.At, c.Until)
+		case Closed:
+			b.s.Fleet.Closed(c.At)
+		}
+	}
+	b.notifyLocal(c)
+}
+
+// notifyLocal reports a change without telling the fleet: one the fleet
+// caused.
+func (b *Breaker) notifyLocal(c *Change) {
 	if c != nil && b.s.OnStateChange != nil {
 		b.s.OnStateChange(*c)
 	}
