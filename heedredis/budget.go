@@ -156,7 +156,8 @@ func (b *Budget) flush() {
 }
 
 // flushLoop sends every budget's request counts once a second, so the
-// fleet sees each instance's traffic even when it retries nothing.
+// fleet sees each instance's traffic even when it retries nothing, and
+// publishes each shared pace when it changes (kick) and before it lapses.
 func (s *Store) flushLoop() {
 	defer close(s.done)
 	t := time.NewTicker(time.Second)
@@ -168,7 +169,20 @@ func (s *Store) flushLoop() {
 			return
 		case <-t.C:
 			s.flushAll()
+			s.sendPaces()
+		case <-s.kick:
+			s.sendPaces()
 		}
+	}
+}
+
+func (s *Store) sendPaces() {
+	s.mu.Lock()
+	ps := append([]*Pace(nil), s.paces...)
+	s.mu.Unlock()
+	now := time.Now()
+	for _, p := range ps {
+		p.send(now)
 	}
 }
 

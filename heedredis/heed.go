@@ -9,7 +9,9 @@ import (
 
 // KeyLimits returns, for heed.WithKeyLimits, a rate limit per key (the
 // host, by default) shared by the fleet: rate requests a second with the
-// given burst. Adaptive pacing stays on for each instance.
+// given burst. Each instance keeps its own adaptive pacer beside it (the
+// limit already spaces the fleet); KeyPacing shares the pace instead, for
+// an API whose limit is not known.
 func (s *Store) KeyLimits(rate float64, burst int) (func(key string) heed.Limits, error) {
 	if _, err := s.Limiter("probe", rate, burst); err != nil {
 		return nil, err

@@ -51,6 +51,7 @@ type Limiter struct {
 	interval  time.Duration
 	tolerance time.Duration
 	local     *throttle.Limiter // the fallback while Redis fails
+	leaseSize int               // slots per round trip
 
 	mu      sync.Mutex
 	slots   []time.Time   // leased, in order, on the local clock
@@ -76,7 +77,7 @@ func (s *Store) Limiter(key string, rate float64, burst int) (*Limiter, error) {
 	interval := time.Duration(float64(time.Second) / rate)
 	return &Limiter{
 		s: s, key: key, redisKey: s.redisKey(key, "rate"),
-		interval: interval, tolerance: time.Duration(burst-1) * interval, local: local,
+		interval: interval, tolerance: time.Duration(burst-1) * interval, local: local, leaseSize: s.cfg.Lease,
 	}, nil
 }
 
@@ -112,7 +113,10 @@ func (l *Limiter) ReserveBefore(now, deadline time.Time) (time.Time, bool) {
 	if !deadline.IsZero() {
 		ahead = max(0, deadline.Sub(now))
 	}
-	offsets, refused, err := l.lease(ahead)
+	l.mu.Lock()
+	interval, tolerance := l.interval, l.tolerance
+	l.mu.Unlock()
+	offsets, refused, err := l.lease(ahead, interval, tolerance)
 
 	l.mu.Lock()
 	l.leasing = nil
@@ -155,6 +159,14 @@ func (l *Limiter) insert(at time.Time) {
 	l.slots[i] = at
 }
 
+// setRate changes the limit to rate events a second with a burst of one:
+// the shared pace. Slots already leased keep their times.
+func (l *Limiter) setRate(rate float64) {
+	l.mu.Lock()
+	l.interval, l.tolerance = time.Duration(float64(time.Second)/rate), 0
+	l.mu.Unlock()
+}
+
 // fromLease hands out the first leased slot, dropping those too old to
 // use; decided is false when no slot is held.
 func (l *Limiter) fromLease(now, deadline time.Time) (at time.Time, ok, decided bool) {
@@ -193,13 +205,13 @@ func (l *Limiter) fallback(now, deadline time.Time) (time.Time, bool) {
 
 // lease asks Redis for up to Lease slots no further than ahead; refused is
 // the offset of the first slot when it lies too far (else -1).
-func (l *Limiter) lease(ahead time.Duration) (offsets []time.Duration, refused time.Duration, err error) {
+func (l *Limiter) lease(ahead, interval, tolerance time.Duration) (offsets []time.Duration, refused time.Duration, err error) {
 	aheadUS := int64(math.MaxInt64 / 2)
 	if ahead < time.Duration(aheadUS)*time.Microsecond {
 		aheadUS = ahead.Microseconds()
 	}
 	res, err := l.s.call(leaseScript, []string{l.redisKey},
-		l.interval.Microseconds(), l.tolerance.Microseconds(), l.s.cfg.Lease, aheadUS, 60_000)
+		interval.Microseconds(), tolerance.Microseconds(), l.leaseSize, aheadUS, 60_000)
 	if err != nil {
 		return nil, -1, err
 	}

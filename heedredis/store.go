@@ -93,8 +93,12 @@ type Store struct {
 	rdb redis.UniversalClient
 	cfg Config
 
+	id   string // this instance, in the fleet's shared pace
+	kick chan struct{}
+
 	mu      sync.Mutex
 	budgets []*Budget // flushed by the background loop
+	paces   []*Pace   // published by the background loop
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -109,7 +113,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("heedredis: %w", err)
 	}
-	s := &Store{rdb: rdb, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{rdb: rdb, cfg: cfg, id: newInstanceID(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.flushLoop()
 	return s, nil
 }

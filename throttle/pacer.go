@@ -42,6 +42,25 @@ type PacerConfig struct {
 	// Calm is how long without a throttle, at a rate above the demand,
 	// before the pacer stops pacing. Default 10 s.
 	Calm time.Duration
+	// Shared, if set, paces a fleet of instances as one (heedredis provides
+	// it): the pace each instance learns is published, and while any
+	// instance paces, every instance's requests take their slots from one
+	// schedule at the fleet's pace, so one instance's 429 slows them all.
+	Shared SharedPace
+}
+
+// SharedPace is the pace of one key shared by a fleet. Implementations
+// must be safe for concurrent use and must not block for long: Active and
+// Rate answer from a cache, and Publish only records the value to send.
+type SharedPace interface {
+	// Publish records this instance's pace in requests a second, 0 when
+	// it stopped pacing.
+	Publish(rate float64)
+	// Rate returns the fleet's pace and whether any instance paces.
+	Rate() (rate float64, active bool)
+	// Reserve reserves a slot at the fleet's pace for a request ready at
+	// now, as Limiter.ReserveBefore does.
+	Reserve(now, deadline time.Time) (time.Time, bool)
 }
 
 func (c *PacerConfig) defaults() {
@@ -95,11 +114,27 @@ func NewPacer(cfg PacerConfig) *Pacer {
 	return &Pacer{cfg: cfg, ceiling: math.Inf(1)}
 }
 
-// Active reports whether the pacer is spacing requests.
-func (p *Pacer) Active() bool { return p.active.Load() }
+// Active reports whether the pacer is spacing requests: this instance's,
+// or with a SharedPace, any instance's of the fleet.
+func (p *Pacer) Active() bool {
+	if p.active.Load() {
+		return true
+	}
+	if p.cfg.Shared != nil {
+		_, active := p.cfg.Shared.Rate()
+		return active
+	}
+	return false
+}
 
 // Rate returns the pace in requests a second, and false when inactive.
+// With a SharedPace it is the fleet's.
 func (p *Pacer) Rate() (float64, bool) {
+	if p.cfg.Shared != nil {
+		if r, active := p.cfg.Shared.Rate(); active {
+			return r, true
+		}
+	}
 	if !p.active.Load() {
 		return 0, false
 	}
@@ -111,8 +146,21 @@ func (p *Pacer) Rate() (float64, bool) {
 // Reserve reserves a slot for a request ready at now and returns when it
 // may be sent. When the slot would come after deadline (zero for none) it
 // reserves nothing and returns the slot's time and false. An inactive
-// pacer answers now at once.
+// pacer answers now at once. With a SharedPace, the slot comes from the
+// fleet's schedule.
 func (p *Pacer) Reserve(now, deadline time.Time) (time.Time, bool) {
+	if p.cfg.Shared != nil {
+		if !p.Active() {
+			return now, true
+		}
+		at, ok := p.cfg.Shared.Reserve(now, deadline)
+		if at.After(now) {
+			p.mu.Lock()
+			p.lastDelay = now
+			p.mu.Unlock()
+		}
+		return at, ok
+	}
 	if !p.active.Load() {
 		return now, true
 	}
@@ -123,6 +171,13 @@ func (p *Pacer) Reserve(now, deadline time.Time) (time.Time, bool) {
 		p.lastDelay = now
 	}
 	return at, ok
+}
+
+// publish tells the fleet this instance's pace (0: not pacing).
+func (p *Pacer) publish(rate float64) {
+	if p.cfg.Shared != nil {
+		p.cfg.Shared.Publish(rate)
+	}
 }
 
 // Observe learns from one response.
@@ -225,6 +280,11 @@ func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
 		per = 1 / retryAfter.Seconds()
 	}
 	r := math.Min(math.Max(per, p.cfg.MinRate), p.ceiling) // a stated quota wins over the floor
+	if p.cfg.Shared != nil {
+		if fleet, active := p.cfg.Shared.Rate(); active {
+			r = math.Min(fleet, p.ceiling) // the fleet already paces: join it rather than start over
+		}
+	}
 	p.rate, p.perRequest = r, per
 	p.lim = Limiter{}
 	p.lim.set(r, 1)
@@ -234,6 +294,7 @@ func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
 	p.oldSlots = time.Time{}
 	p.settled = false
 	p.active.Store(true)
+	p.publish(r)
 }
 
 // observeStale counts the answer to a request sent before pacing began
@@ -300,12 +361,14 @@ func (p *Pacer) calmLocked(s Signal) {
 	}
 	if now.Sub(p.lastThrottle) >= p.cfg.Calm && now.Sub(p.lastDelay) >= p.cfg.Calm {
 		p.active.Store(false)
+		p.publish(0)
 	}
 }
 
 func (p *Pacer) setRateLocked(r float64) {
 	old := p.lim.interval
 	p.rate = r
+	p.publish(r)
 	p.lim.set(r, 1)
 	// The next free slot is one interval after the last one given out:
 	// move it with the interval, so a faster pace takes effect at once.
