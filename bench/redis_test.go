@@ -68,7 +68,7 @@ func BenchmarkRedisLimiter(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var cnt counting
-			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 			defer rdb.Close()
 			rdb.AddHook(&cnt)
 			decide := c.decide(rdb)

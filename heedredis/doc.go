@@ -1,17 +1,25 @@
 // Package heedredis keeps heed's per-key state in Redis, so a fleet of
-// instances shares one rate limit and one retry budget per key instead of
-// each knowing a fraction of the truth: 20 instances each pacing to a
-// 100 req/s API would overrun it 20 times.
+// instances shares one rate limit, one adaptive pace, one retry budget and
+// one circuit breaker per key instead of each knowing a fraction of the
+// truth: 20 instances each pacing to a 100 req/s API would overrun it 20
+// times.
 //
 // It is a module of its own (redis/go-redis v9), which heed's core does
 // not import. A [Store] works on any redis.UniversalClient: a single
 // server, Sentinel or Cluster.
 //
-//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"redis:6379"}})
+//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+//		Addrs:                 []string{"redis:6379"},
+//		ContextTimeoutEnabled: true, // required: heedredis bounds every call by its context
+//	})
 //	store, err := heedredis.New(rdb, heedredis.Config{FallbackShare: 1.0 / 20})
-//	limits, err := store.KeyLimits(100, 10)         // the API's documented limit, for the fleet
+//	limits, err := store.KeyLimits(100, 10)             // the API's documented limit, for the fleet
 //	budgets, err := store.Budgets(budget.RatioConfig{}) // heed's default budget, for the fleet
-//	t, err := heed.New(heed.WithKeyLimits(limits), heed.WithBudgetFunc(budgets))
+//	t, err := heed.New(heed.WithKeyLimits(limits), heed.WithBudgetFunc(budgets),
+//		heed.WithBreakerFleet(store.BreakerFleets()))   // one breaker per key for the fleet
+//
+// For an API whose limit is not documented, store.KeyPacing() shares the
+// pace heed learns from 429s and rate-limit fields instead.
 //
 // # The rate limit
 //
@@ -27,6 +35,28 @@
 // before it, which is at most the burst plus rate x MaxStale; it never
 // sends more than the limit over a window longer than MaxStale.
 //
+// # The adaptive pace
+//
+// Each instance's pacer learns a pace from what the server says, as
+// without Redis, and publishes it ([Pace]); the pace last published is the
+// fleet's, and while any instance paces, every instance takes its slots
+// from one schedule in Redis at that pace (one slot per round trip, since
+// the pace changes often). A 429 seen by one instance lowers the pace of
+// all; an instance that starts pacing joins the fleet's pace rather than
+// starting over; the fleet stops pacing when no instance has published a
+// pace for PaceTTL (10 s). Each instance reads the fleet's pace at most
+// every 250 ms.
+//
+// # The circuit breaker
+//
+// Each instance keeps its breaker per key ([BreakerFleet], given to
+// heed.WithBreakerFleet), joined to the fleet's: a trip anywhere is
+// written to Redis at once and opens the key's breaker in every instance
+// at its next call after it reads the state (at most every 250 ms); when
+// the open time ends one instance at a time claims the half-open probe
+// (SET NX for the open time), and its outcome, written at once, closes or
+// reopens the breaker everywhere.
+//
 // # The retry budget
 //
 // Requests are counted in Redis in buckets of the window (Redis time),
@@ -39,21 +69,22 @@
 // # Keys
 //
 // Every Redis key is Prefix:{key}:kind, the heed key (the host, by
-// default) in a hash tag so both keys of one heed key live in one Cluster
+// default) in a hash tag so all keys of one heed key live in one Cluster
 // slot and each script touches a single slot. Keys expire: the limit a
-// minute after its last slot, the budget after two windows.
+// minute after its last slot, the budget after two windows, the pace after
+// twice PaceTTL, the breaker a minute after its open time ends, the probe
+// claim after the open time.
 //
 // # When Redis fails
 //
-// Every Redis call is bounded by Config.Timeout (50 ms). When Redis is
-// down, slow or answers garbage, the key falls back to its local state (a
-// local limit of FallbackShare of the shared one, a local budget), the
+// Every Redis call is bounded by Config.Timeout (50 ms); the client must
+// honour context deadlines (go-redis's ContextTimeoutEnabled, which New
+// checks). When Redis is down, slow or answers garbage, the key falls back
+// to its local state (a local limit of FallbackShare of the shared one, a
+// local budget, the instance's own pace and breaker), the
 // fault is reported once (OnFault, Logger), and for Config.Retry (1 s) no
 // request asks Redis again; then the next one does, and the key is back
 // on shared state (OnRecover). No request waits on Redis longer than the
 // timeout, nothing fails because of Redis, and nothing panics. With
 // FailClosed the key refuses instead (heed returns ErrThrottled).
-//
-// Not shared yet: the adaptive pace each instance learns from 429s, and
-// the circuit breaker; each instance keeps its own.
 package heedredis

@@ -2,6 +2,7 @@ package heedredis_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,6 +138,11 @@ func TestBadConfig(t *testing.T) {
 	}
 	if _, err := heedredis.New(nil, heedredis.Config{}); err == nil {
 		t.Error("nil client accepted")
+	}
+	deaf := redis.NewClient(&redis.Options{Addr: srv.Addr}) // ContextTimeoutEnabled left off
+	defer deaf.Close()
+	if _, err := heedredis.New(deaf, heedredis.Config{}); err == nil || !strings.Contains(err.Error(), "ContextTimeoutEnabled") {
+		t.Errorf("a client ignoring context deadlines: %v", err)
 	}
 	s := store(t, rdb, heedredis.Config{})
 	for _, bad := range []struct {

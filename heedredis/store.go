@@ -113,9 +113,27 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("heedredis: %w", err)
 	}
+	if !honoursContext(rdb) {
+		return nil, errors.New("heedredis: the Redis client ignores context deadlines, so a slow Redis would hold requests past Config.Timeout; set ContextTimeoutEnabled: true in its options")
+	}
 	s := &Store{rdb: rdb, cfg: cfg, id: newInstanceID(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.flushLoop()
 	return s, nil
+}
+
+// honoursContext reports whether rdb bounds its calls by their context's
+// deadline (go-redis does only with ContextTimeoutEnabled). Clients of
+// other types are taken to.
+func honoursContext(rdb redis.UniversalClient) bool {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
 }
 
 // Close stops the Store's background work and flushes what it counted.

@@ -120,11 +120,13 @@ func (s *Server) signal(sig syscall.Signal) {
 	}
 }
 
-// Client returns a client of the server with short timeouts, closed when
-// tb ends.
+// Client returns a client of the server with short timeouts that honours
+// its calls' context deadlines (as heedredis requires), closed when tb
+// ends.
 func (s *Server) Client(tb TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 100 * time.Millisecond,
-		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, MaxRetries: -1})
+		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, MaxRetries: -1,
+		ContextTimeoutEnabled: true})
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
