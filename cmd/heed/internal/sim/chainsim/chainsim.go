@@ -13,7 +13,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"time"
@@ -162,7 +161,10 @@ func run(ctx context.Context, cfg Config, st Strategy, k int) (Point, error) {
 	next = counting(&hits[k-1], next)
 	// The calling tiers, from the bottom up.
 	for i := k - 2; i >= 0; i-- {
-		c, err := st.client(&hop{next: next, clk: clk, rtt: cfg.Latency}, clk, rand.New(rand.NewPCG(cfg.Seed, uint64(1000*k+i))))
+		// Like a network, a hop carries the header and nothing of the
+		// caller's context, so each tier's heed sees a fresh call, as
+		// across processes.
+		c, err := st.client(&vclock.Network{Clock: clk, RTT: cfg.Latency, Handler: next, Detach: true}, clk, rand.New(rand.NewPCG(cfg.Seed, uint64(1000*k+i))))
 		if err != nil {
 			return Point{}, err
 		}
@@ -172,7 +174,7 @@ func run(ctx context.Context, cfg Config, st Strategy, k int) (Point, error) {
 		}
 		next = counting(&hits[i], h)
 	}
-	top := &http.Client{Transport: &hop{next: next, clk: clk, rtt: cfg.Latency}}
+	top := &http.Client{Transport: &vclock.Network{Clock: clk, RTT: cfg.Latency, Handler: next, Detach: true}}
 	ok := 0
 	for r := range cfg.Requests {
 		clk.Go(func() {
@@ -214,26 +216,6 @@ func forward(c *http.Client) http.Handler {
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
 	})
-}
-
-// hop carries a request to the next tier's handler in virtual time. Like a
-// network it carries the header and nothing of the caller's context, so
-// each tier's heed sees a fresh call, as across processes.
-type hop struct {
-	next http.Handler
-	clk  clock.Clock
-	rtt  time.Duration
-}
-
-func (h *hop) RoundTrip(req *http.Request) (*http.Response, error) {
-	clock.Sleep(h.clk, h.rtt, nil)
-	sreq := httptest.NewRequest(req.Method, req.URL.String(), nil)
-	sreq.Header = req.Header.Clone()
-	rec := httptest.NewRecorder()
-	h.next.ServeHTTP(rec, sreq)
-	resp := rec.Result()
-	resp.Request = req
-	return resp, nil
 }
 
 // WriteTable prints, for every strategy against K, the amplification (the

@@ -14,7 +14,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,7 +206,7 @@ func run(ctx context.Context, cfg Config, st Strategy, progress func(done int)) 
 		return Result{}, err
 	}
 	var sent []time.Duration
-	base := &network{api: api, clk: clk, rtt: cfg.Latency, sent: &sent}
+	base := &vclock.Network{Clock: clk, RTT: cfg.Latency, Handler: api, Arrived: func() { sent = append(sent, clk.Elapsed()) }}
 	clients := make([]*http.Client, cfg.Clients)
 	for i := range clients {
 		if st.Shared && i > 0 {
@@ -259,27 +258,6 @@ func get(c *http.Client) bool {
 	defer resp.Body.Close()
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err == nil && resp.StatusCode == http.StatusOK
-}
-
-// network carries a request to the API and back in virtual time. The
-// whole round trip is spent before the server answers (one sleep instead
-// of two: the server's clock runs half a trip late, which changes nothing
-// but halves the events to simulate).
-type network struct {
-	api  *storm.API
-	clk  *vclock.Clock
-	rtt  time.Duration
-	sent *[]time.Duration
-}
-
-func (n *network) RoundTrip(req *http.Request) (*http.Response, error) {
-	clock.Sleep(n.clk, n.rtt, nil)
-	*n.sent = append(*n.sent, n.clk.Elapsed())
-	rec := httptest.NewRecorder()
-	n.api.ServeHTTP(rec, req)
-	resp := rec.Result()
-	resp.Request = req
-	return resp, nil
 }
 
 // WriteCSV writes the results, one row per strategy.

@@ -19,6 +19,8 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"time"
 
@@ -197,4 +199,38 @@ func (c *Clock) Run(ctx context.Context, limit time.Duration, progress func(elap
 			}
 		}
 	}
+}
+
+// Network is an http.RoundTripper that carries each request to Handler in
+// virtual time: the round trip is spent on the clock before the handler
+// serves it (the server's clock then runs half a trip late, which changes
+// nothing but halves the events to simulate). The handler runs on the
+// caller's actor.
+type Network struct {
+	Clock   *Clock
+	RTT     time.Duration
+	Handler http.Handler
+	// Detach serves a fresh request carrying only the method, URL and
+	// header, as a network would: nothing of the caller's context crosses.
+	Detach bool
+	// Arrived, if set, is called as each request reaches the handler.
+	Arrived func()
+}
+
+// RoundTrip implements http.RoundTripper.
+func (n *Network) RoundTrip(req *http.Request) (*http.Response, error) {
+	clock.Sleep(n.Clock, n.RTT, nil)
+	if n.Arrived != nil {
+		n.Arrived()
+	}
+	sreq := req
+	if n.Detach {
+		sreq = httptest.NewRequest(req.Method, req.URL.String(), nil)
+		sreq.Header = req.Header.Clone()
+	}
+	rec := httptest.NewRecorder()
+	n.Handler.ServeHTTP(rec, sreq)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
 }
