@@ -400,12 +400,9 @@ func simBrooker(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	m := newMeter(stderr, "brooker", *f.quiet)
-	ps, err := brooker.Sweep(points, *runs, sts, *f.seed, m.update)
+	ps, err := brooker.Sweep(ctx, points, *runs, sts, *f.seed, m.update)
 	m.finish()
 	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if *f.csv {

@@ -2,6 +2,8 @@ package brooker
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -161,7 +163,7 @@ func TestDeterminism(t *testing.T) {
 func TestSweepParallelMatchesSequential(t *testing.T) {
 	ns := []int{5, 25, 15}
 	var calls []int
-	par, err := sweep(ns, 3, All(), 9, func(done, total int) {
+	par, err := sweep(context.Background(), ns, 3, All(), 9, func(done, total int) {
 		if total != len(ns)*len(All()) {
 			t.Errorf("total %d", total)
 		}
@@ -170,7 +172,7 @@ func TestSweepParallelMatchesSequential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, err := sweep(ns, 3, All(), 9, nil, 1)
+	seq, err := sweep(context.Background(), ns, 3, All(), 9, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func TestBadConfigs(t *testing.T) {
 		{[]int{10}, 0, Reference()},
 		{[]int{10}, 1, nil},
 	} {
-		if _, err := Sweep(tc.ns, tc.runs, tc.ss, 1, nil); err == nil {
+		if _, err := Sweep(context.Background(), tc.ns, tc.runs, tc.ss, 1, nil); err == nil {
 			t.Errorf("Sweep(%v, %d, %v): no error", tc.ns, tc.runs, tc.ss)
 		}
 	}
@@ -339,7 +341,7 @@ func out(t *testing.T, write func(io.Writer, []Point) error, ps []Point) string 
 // of the five reference strategies.
 func BenchmarkFullSweep(b *testing.B) {
 	for b.Loop() {
-		if _, err := Sweep(DefaultNs(), 100, Reference(), 1, nil); err != nil {
+		if _, err := Sweep(context.Background(), DefaultNs(), 100, Reference(), 1, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -357,5 +359,14 @@ func BenchmarkRun(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A cancelled sweep stops and says so.
+func TestSweepCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Sweep(ctx, DefaultNs(), 100, All(), 1, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
 	}
 }

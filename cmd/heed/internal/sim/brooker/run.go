@@ -1,6 +1,7 @@
 package brooker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -172,12 +173,13 @@ func splitmix(x uint64) uint64 {
 // parallel on GOMAXPROCS goroutines; the result is the same as a
 // sequential run's. progress, if not nil, is called after each point with
 // the points done and the total, one call at a time, from the sweeping
-// goroutines.
-func Sweep(ns []int, runs int, strategies []Strategy, seed uint64, progress func(done, total int)) ([]Point, error) {
-	return sweep(ns, runs, strategies, seed, progress, runtime.GOMAXPROCS(0))
+// goroutines. When ctx ends, the points not yet started are skipped and
+// Sweep returns ctx's error.
+func Sweep(ctx context.Context, ns []int, runs int, strategies []Strategy, seed uint64, progress func(done, total int)) ([]Point, error) {
+	return sweep(ctx, ns, runs, strategies, seed, progress, runtime.GOMAXPROCS(0))
 }
 
-func sweep(ns []int, runs int, strategies []Strategy, seed uint64, progress func(done, total int), workers int) ([]Point, error) {
+func sweep(ctx context.Context, ns []int, runs int, strategies []Strategy, seed uint64, progress func(done, total int), workers int) ([]Point, error) {
 	if len(ns) == 0 {
 		return nil, errors.New("brooker: no client counts to sweep")
 	}
@@ -225,12 +227,18 @@ func sweep(ns []int, runs int, strategies []Strategy, seed uint64, progress func
 		})
 	}
 	for _, i := range order {
+		if ctx.Err() != nil {
+			break
+		}
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
 	if firstErr != nil {
 		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
