@@ -237,7 +237,7 @@ func TestFleetSurvivesRedisKilled(t *testing.T) {
 	}
 	t.Logf("longest limit decision %v (timeout %v)", longest.Round(time.Millisecond), cfg.Timeout)
 	for i, l := range lims {
-		if d := time.Duration(l.longest.Load()); d > cfg.Timeout+30*time.Millisecond {
+		if d := time.Duration(l.longest.Load()); d > cfg.Timeout+50*time.Millisecond { // the timeout, and the decision's own work under -race
 			t.Errorf("instance %d: a decision took %v, want at most the 50ms timeout", i, d)
 		}
 	}

@@ -15,7 +15,14 @@ import (
 	"github.com/heed-go/heed/heedredis/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{}) // the fault tests make go-redis log every refused dial
+	goleak.VerifyTestMain(m)
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 func store(t *testing.T, rdb redis.UniversalClient, cfg heedredis.Config) *heedredis.Store {
 	t.Helper()
@@ -41,6 +48,7 @@ func TestLimiterSharesOneLimit(t *testing.T) {
 	}
 	now := time.Now()
 	deadline := now.Add(time.Second)
+	start := time.Now()
 	got, refused := 0, 0
 	for refused < 3 {
 		refused = 0
@@ -56,9 +64,12 @@ func TestLimiterSharesOneLimit(t *testing.T) {
 		}
 	}
 	// 5 at once, then one per 10 ms: 105 within the second, less the
-	// slots leased but refused at the edge.
-	if got < 95 || got > 105 {
-		t.Errorf("%d slots within a second for 3 instances, want about 105", got)
+	// slots leased but refused at the edge. The slots are placed by
+	// Redis's clock, which runs on while the loop asks: the bucket refills
+	// for that long too.
+	most := 105 + int(time.Since(start)/(10*time.Millisecond)) + 1
+	if got < 95 || got > most {
+		t.Errorf("%d slots within a second for 3 instances, want 95 to %d", got, most)
 	}
 }
 
