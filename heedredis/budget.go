@@ -72,9 +72,7 @@ var _ budget.Budget = (*Budget)(nil)
 // Budget returns the shared retry budget of key; the zero RatioConfig
 // means heed's default (20% of requests plus 10 a second, over 10 s).
 func (s *Store) Budget(key string, c budget.RatioConfig) (*Budget, error) {
-	if c == (budget.RatioConfig{}) {
-		c = budget.DefaultRatio
-	}
+	c = orDefault(c)
 	if c.Buckets == 0 {
 		c.Buckets = 10
 	}

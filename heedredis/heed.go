@@ -13,7 +13,7 @@ import (
 // limit already spaces the fleet); KeyPacing shares the pace instead, for
 // an API whose limit is not known.
 func (s *Store) KeyLimits(rate float64, burst int) (func(key string) heed.Limits, error) {
-	if _, err := s.Limiter("probe", rate, burst); err != nil {
+	if err := checkRate(rate, burst); err != nil {
 		return nil, err
 	}
 	return func(key string) heed.Limits {

@@ -64,11 +64,8 @@ var _ throttle.RateLimiter = (*Limiter)(nil)
 // Limiter returns the shared rate limit of key: rate events a second with
 // the given burst, across the fleet.
 func (s *Store) Limiter(key string, rate float64, burst int) (*Limiter, error) {
-	if !(rate > 0) || math.IsInf(rate, 0) || rate > 1e6 {
-		return nil, fmt.Errorf("heedredis: rate %v: want a positive rate up to 1e6 a second", rate)
-	}
-	if burst < 1 {
-		return nil, fmt.Errorf("heedredis: burst %d: want at least 1", burst)
+	if err := checkRate(rate, burst); err != nil {
+		return nil, err
 	}
 	local, err := throttle.NewLimiter(rate*s.cfg.FallbackShare, max(1, int(float64(burst)*s.cfg.FallbackShare)))
 	if err != nil {
@@ -79,6 +76,16 @@ func (s *Store) Limiter(key string, rate float64, burst int) (*Limiter, error) {
 		s: s, key: key, redisKey: s.redisKey(key, "rate"),
 		interval: interval, tolerance: time.Duration(burst-1) * interval, local: local, leaseSize: s.cfg.Lease,
 	}, nil
+}
+
+func checkRate(rate float64, burst int) error {
+	if !(rate > 0) || math.IsInf(rate, 0) || rate > 1e6 {
+		return fmt.Errorf("heedredis: rate %v: want a positive rate up to 1e6 a second", rate)
+	}
+	if burst < 1 {
+		return fmt.Errorf("heedredis: burst %d: want at least 1", burst)
+	}
+	return nil
 }
 
 // ReserveBefore reserves a slot for an event ready at now: a leased one

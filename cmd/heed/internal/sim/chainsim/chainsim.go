@@ -14,11 +14,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/cmd/heed/internal/sim/choose"
 	"github.com/heed-go/heed/cmd/heed/internal/sim/vclock"
 	"github.com/heed-go/heed/internal/chain"
 )
@@ -88,20 +88,7 @@ func Strategies() []Strategy {
 // ParseStrategies picks strategies by name, comma-separated; "all" is
 // every one.
 func ParseStrategies(s string) ([]Strategy, error) {
-	all := Strategies()
-	if s == "" || s == "all" {
-		return all, nil
-	}
-	var out []Strategy
-	for name := range strings.SplitSeq(s, ",") {
-		name = strings.TrimSpace(name)
-		i := slices.IndexFunc(all, func(st Strategy) bool { return st.Name == name })
-		if i < 0 {
-			return nil, fmt.Errorf("unknown chain strategy %q (want one-retry, heed-no-budget, heed, or all)", name)
-		}
-		out = append(out, all[i])
-	}
-	return out, nil
+	return choose.Pick(Strategies(), func(st Strategy) string { return st.Name }, s, "chain strategy")
 }
 
 // Point is one strategy on one chain length.

@@ -14,13 +14,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/cmd/heed/internal/sim/choose"
 	"github.com/heed-go/heed/cmd/heed/internal/sim/vclock"
 	"github.com/heed-go/heed/hint"
 	"github.com/heed-go/heed/internal/storm"
@@ -117,24 +116,7 @@ func Strategies() []Strategy {
 // ParseStrategies picks strategies by name, comma-separated; "all" is
 // every one.
 func ParseStrategies(s string) ([]Strategy, error) {
-	all := Strategies()
-	if s == "" || s == "all" {
-		return all, nil
-	}
-	var out []Strategy
-	for name := range strings.SplitSeq(s, ",") {
-		name = strings.TrimSpace(name)
-		i := slices.IndexFunc(all, func(st Strategy) bool { return st.Name == name })
-		if i < 0 {
-			names := make([]string, len(all))
-			for j, st := range all {
-				names[j] = st.Name
-			}
-			return nil, fmt.Errorf("unknown storm strategy %q (want %s, or all)", name, strings.Join(names, ", "))
-		}
-		out = append(out, all[i])
-	}
-	return out, nil
+	return choose.Pick(Strategies(), func(st Strategy) string { return st.Name }, s, "storm strategy")
 }
 
 // plainRT retries 429s and 5xx by a wait function of the retry number
