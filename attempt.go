@@ -15,7 +15,6 @@ const (
 	SourceRateLimitReset            // an exhausted quota's reset (X-RateLimit-Reset, RateLimit)
 	SourceBackoff                   // the backoff strategy, for want of a hint
 	SourceRefresh                   // none: retried at once after refreshing credentials
-	SourceBreaker                   // the end of the circuit breaker's open time
 	SourceThrottle                  // the key's rate limit, concurrency limit or pacer
 )
 
@@ -29,8 +28,6 @@ func (s WaitSource) String() string {
 		return "backoff"
 	case SourceRefresh:
 		return "refresh"
-	case SourceBreaker:
-		return "breaker"
 	case SourceThrottle:
 		return "throttle"
 	}

@@ -283,17 +283,24 @@ func TestNewRefusesBadSettings(t *testing.T) {
 }
 
 // Retries told the same Retry-After spread over as long again, or over the
-// key's pacing interval if that is longer: jitter sized by the pace learned.
+// key's pacing interval if that is longer, but never over more than 2 s:
+// the documented bound on hint jitter holds whatever the pace.
 func TestSpreadSizedByPace(t *testing.T) {
 	p := mustPolicy(t)
 	ra := http.Header{"Retry-After": {"1"}}
-	lo := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0, Pace: 3 * time.Second})
-	hi := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: 3 * time.Second})
-	if lo.Wait != time.Second || hi.Wait < 3900*time.Millisecond || hi.Wait > 4*time.Second {
-		t.Fatalf("waits %v..%v, want [1s, 4s): the hint plus up to one pacing interval", lo.Wait, hi.Wait)
+	lo := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0, Pace: 1500 * time.Millisecond})
+	hi := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: 1500 * time.Millisecond})
+	if lo.Wait != time.Second || hi.Wait < 2490*time.Millisecond || hi.Wait > 2500*time.Millisecond {
+		t.Fatalf("waits %v..%v, want [1s, 2.5s): the hint plus up to one pacing interval", lo.Wait, hi.Wait)
 	}
 	hi = p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: 10 * time.Millisecond})
 	if hi.Wait < 1990*time.Millisecond || hi.Wait > 2*time.Second {
 		t.Fatalf("wait %v, want [1s, 2s): as long again as the hint", hi.Wait)
+	}
+	for _, pace := range []time.Duration{3 * time.Second, time.Minute} {
+		hi = p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: pace})
+		if hi.Wait > 3*time.Second {
+			t.Fatalf("pace %v: wait %v, want at most the hint plus 2 s", pace, hi.Wait)
+		}
 	}
 }

@@ -48,11 +48,13 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 	c.start = start
 	deadline := callDeadline(ctx, start, p.maxTotal)
 	var (
-		prev time.Duration
-		v    T
+		prev, waited time.Duration
+		rateLimited  int
+		v            T
 	)
 	for n := 1; ; n++ {
-		slot, _, retryAt, terr := p.turn(ctx, &ks.throttle, deadline)
+		slot, slotWait, retryAt, terr := p.turn(ctx, &ks.throttle, deadline, p.allowance(prev, waited, !deadline.IsZero()))
+		waited += slotWait
 		if terr != nil {
 			switch {
 			case errors.Is(terr, ErrThrottled):
@@ -111,10 +113,10 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			c.attempts = append(c.attempts, a)
 			return v, err
 		}
-		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: p.rand(), Pace: ks.throttle.interval()})
+		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: p.rand(), Pace: ks.throttle.interval(), Waited: waited, RateLimited: rateLimited})
 		p.settle(ks, t, o, now)
 		if d.Retry {
-			d = p.gate(ks, d, a.Status, now, deadline) // after settle: this attempt may have opened the breaker
+			d = p.gate(ks, d, a.Status, now) // after settle: this attempt may have opened the breaker
 		}
 		a.Kind = d.Kind
 		a.Wait, a.Source = d.Wait, d.Source
@@ -133,6 +135,10 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			return v, c.doError(endReason(ctx), context.Cause(ctx), time.Time{})
 		}
 		prev = d.Wait
+		waited += d.Wait
+		if d.RateLimited {
+			rateLimited++
+		}
 	}
 }
 

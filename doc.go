@@ -78,10 +78,12 @@
 //
 // Every key (the request's host by default, see [WithKeyFunc]) has a
 // circuit breaker and a retry budget, shared by all requests of a Policy.
-// The breaker opens after 5 consecutive failures and fails calls fast for
-// 30 s, then lets one probe through ([WithBreaker], [ErrBreakerOpen]). The
-// budget lets retries be at most 20% of the requests, plus 10 a second
-// ([WithRetryBudget], [ErrBudgetExhausted]). A heed client tells the server
+// The breaker opens when 90% of at least 20 calls in 30 s failed, so a
+// dependency that is down is cut off while one that is degraded keeps being
+// called; open, it fails calls fast (a call retrying when it opens
+// included) for 30 s, then lets one probe through ([WithBreaker],
+// [ErrBreakerOpen]). The budget lets retries be at most 25% of the
+// requests, plus 10 a second ([WithRetryBudget], [ErrBudgetExhausted]). A heed client tells the server
 // the attempt number and the time left ([HeaderAttempt], [HeaderTimeout]);
 // a server wrapped in [Middleware] passes the deadline on, makes single
 // attempts when its caller is retrying, and marks a failure it already

@@ -199,7 +199,7 @@ func ExampleMiddleware() {
 func ExampleDoKey() {
 	p, _ := heed.NewPolicy(heed.WithMaxAttempts(1), heed.WithLogger(nil))
 	fail := func(context.Context) (string, error) { return "", heed.Retryable(errors.New("unavailable")) }
-	for range 5 {
+	for range 20 { // the default breaker opens when 90% of at least 20 calls failed
 		heed.DoKey(context.Background(), p, "inventory", fail)
 	}
 	_, err := heed.DoKey(context.Background(), p, "inventory", fail)

@@ -20,11 +20,14 @@ const DefaultMaxKeys = 4096
 // overflowKey names the state shared by keys past the limit.
 const overflowKey = "(other)"
 
-// DefaultBreaker is heed's default circuit breaker: open after 5
-// consecutive failures, for 30 s, doubling (up to 5 min) each time a probe
-// fails; one probe at a time when half-open. The seed's fail_max=5 and
-// reset_timeout=30.
-var DefaultBreaker = breaker.Settings{ConsecutiveFailures: 5, OpenTimeout: 30 * time.Second, MaxOpenTimeout: 5 * time.Minute, HalfOpenProbes: 1}
+// DefaultBreaker is heed's default circuit breaker: open when 90% of at
+// least 20 calls in the last 30 s failed, for 30 s (doubling, up to 5 min,
+// each time a probe fails); one probe at a time when half-open. It tells a
+// dependency that is down from one that is degraded: a dependency failing
+// half its calls keeps being called, within the retry budget, while one
+// that plainly does not answer stops being called. The seed's
+// reset_timeout=30; its fail_max=5 is ConsecutiveFailures: 5.
+var DefaultBreaker = breaker.Settings{FailureRatio: breaker.DefaultFailureRatio, MinCalls: 20, Window: 30 * time.Second, OpenTimeout: 30 * time.Second, MaxOpenTimeout: 5 * time.Minute, HalfOpenProbes: 1}
 
 // keyState is the state heed shares between all requests to one key.
 type keyState struct {
@@ -178,11 +181,13 @@ func (p *Policy) settle(ks *keyState, t breaker.Ticket, o Outcome, now time.Time
 
 // breakerCount decides how an outcome counts for the breaker: transport
 // failures and 5xx count as failures; the caller's cancellation and client
-// errors (4xx but 408 and 429) do not count; a 429 counts only when it
-// carries no usable hint, or one longer than the wait cap (the seed's
-// rule), and, while adaptive pacing is on, only once the pacer is at its
-// slowest: until then a 429 asks for a slower pace, which the pacer gives.
-// A WithBreakerCounter function has the last word.
+// errors (4xx but 408) do not count, nor does a failure a heed tier below
+// has already retried (Heed-Retried): it speaks of that tier's dependency,
+// and that tier's own breaker counts it. A 429 is the server saying it is
+// healthy but busy: it counts only when the server asks for a wait longer
+// than the cap and, with adaptive pacing off, when it gives no hint at all
+// (the seed's rule); with pacing on, the pacer answers a hint-less 429 by
+// slowing down. A WithBreakerCounter function has the last word.
 func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 	status, header := o.status()
 	def := breaker.Success
@@ -192,16 +197,15 @@ func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 		if kind, _, _ := classifyError(o.Err); kind == KindCanceled {
 			def = breaker.Ignore
 		}
+	case status >= 400 && len(header[HeaderRetried]) > 0:
+		def = breaker.Ignore
 	case status >= 500, status == http.StatusRequestTimeout:
 		def = breaker.Failure
 	case status == http.StatusTooManyRequests:
-		// The seed's rule, with an exhausted quota's reset as good as a
-		// Retry-After: the server said when to come back.
-		def = breaker.Failure
+		def = breaker.Ignore
 		d, _, ok := serverHint(header, nil, p.clock.Now())
-		pc := ks.throttle.pacer
-		if ok && d <= p.maxWait || !ok && pc != nil && !pc.AtFloor() {
-			def = breaker.Ignore
+		if ok && d > p.maxWait || !ok && ks.throttle.pacer == nil {
+			def = breaker.Failure
 		}
 	case status >= 400:
 		def = breaker.Ignore
@@ -213,24 +217,19 @@ func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 }
 
 // gate applies the budget and the breaker to a decision to retry: a retry
-// the budget refuses ends the call at once, and an open breaker stretches
-// the wait to its end, under the same cap and deadline as a server's hint.
-// A retry of a 429 is not charged to the budget when it waits for the
-// server's own hint, or while adaptive pacing is on: the server is healthy,
-// and its hint or the pacer sets the pace of those retries.
-func (p *Policy) gate(ks *keyState, d Decision, status int, now, deadline time.Time) Decision {
+// the budget refuses ends the call at once, and so does one whose next
+// attempt would meet an open breaker: an open breaker fails fast, with
+// RetryAt saying when it lets a probe through. A retry of a 429 is not
+// charged to the budget when it waits for the server's own hint, or while
+// adaptive pacing is on: the server is healthy, and its hint or the pacer
+// sets the pace of those retries.
+func (p *Policy) gate(ks *keyState, d Decision, status int, now time.Time) Decision {
 	if !d.Retry {
 		return d
 	}
 	if ks.breaker != nil {
-		if until, open := ks.breaker.OpenUntil(); open {
-			need := until.Sub(now)
-			switch {
-			case need > p.maxWait || !deadline.IsZero() && !until.Before(deadline):
-				return Decision{Reason: ErrBreakerOpen, RetryAt: until, Kind: d.Kind}
-			case need > d.Wait:
-				d.Wait, d.Source = need, SourceBreaker
-			}
+		if until, open := ks.breaker.OpenUntil(); open && now.Add(d.Wait).Before(until) {
+			return Decision{Reason: ErrBreakerOpen, RetryAt: until, Kind: d.Kind}
 		}
 	}
 	paced := status == http.StatusTooManyRequests && (d.Source == SourceRetryAfter || d.Source == SourceRateLimitReset || ks.throttle.pacer != nil)

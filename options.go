@@ -456,7 +456,7 @@ func WithBreakerCounter(f func(o Outcome, verdict breaker.Outcome) breaker.Outco
 }
 
 // WithRetryBudget sets the ratio retry budget kept per key. The default is
-// [budget.DefaultRatio]: 20% of requests plus 10 retries a second, over 10 s.
+// [budget.DefaultRatio]: 25% of requests plus 10 retries a second, over 10 s.
 func WithRetryBudget(r budget.RatioConfig) Option {
 	return optionFunc(func(c *config) {
 		if _, err := budget.NewRatio(r); err != nil {

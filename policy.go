@@ -11,8 +11,11 @@ import (
 
 // heed adds jitter on top of a server's hint so that clients told the same
 // Retry-After do not wake together; the seed's advice is one to two seconds.
-// The jitter on a hint of d is drawn from [0, min(max(d, base, 100 ms), 2 s)]:
-// clients told the same short hint spread over about as long again.
+// The jitter on a hint of d is drawn from [0, min(max(d, pace, base,
+// 100 ms), 2 s)], where pace is the key's pacing interval and base the
+// backoff's: clients told the same short hint spread over about as long
+// again, and never over more than 2 s, whatever the hint (a long hint is
+// the server's plan, and the pacer spaces what follows it).
 const (
 	minHintJitter = 100 * time.Millisecond
 	maxHintJitter = 2 * time.Second
@@ -78,18 +81,28 @@ type Decision struct {
 	RetryAt time.Time
 	// Kind classifies the outcome's transport error.
 	Kind ErrorKind
+	// RateLimited: the attempt was a 429 retried as the server asked (after
+	// its hint, or at the pace learned from it), which does not count
+	// toward the attempt limit: a server that is only rate-limiting is not
+	// given up on while the call's waiting allows.
+	RateLimited bool
 }
 
-// When is the time side of a decision: the time now, the call's deadline
-// (zero for none), the previous wait, a uniform random draw in [0, 1) for
-// jitter, and the pacing interval learned for the key (zero when it is not
-// pacing), which sizes the spread of retries the server told to wait.
+// When is the time side of a decision, and what the call has spent so
+// far: the time now, the call's deadline (zero for none), the previous
+// wait, a uniform random draw in [0, 1) for jitter, the pacing interval
+// learned for the key (zero when it is not pacing), which sizes the spread
+// of retries the server told to wait, how long the call has waited in all,
+// and how many of its earlier attempts were 429s that did not count toward
+// the attempt limit.
 type When struct {
-	Now      time.Time
-	Deadline time.Time
-	Prev     time.Duration
-	Draw     float64
-	Pace     time.Duration
+	Now         time.Time
+	Deadline    time.Time
+	Prev        time.Duration
+	Draw        float64
+	Pace        time.Duration
+	Waited      time.Duration
+	RateLimited int
 }
 
 // Decide is the retry layer's decision core: a plain function of the
@@ -99,10 +112,14 @@ type When struct {
 //
 // In order: a classifier's verdict, else the decision table (status rules,
 // then transport error kinds); the method and body rules; the attempt
-// limit; then the wait: the server's Retry-After, else an exhausted quota's
-// reset, each plus jitter, else the backoff. A hint longer than the policy's
-// max wait, or one that ends after the deadline, ends the call at once with
-// RetryAt set.
+// limit (a 429 the server or the pacer says when to retry does not count
+// toward it); then the wait: the server's Retry-After, else an exhausted
+// quota's reset, each plus jitter, else the backoff.
+//
+// Every wait is capped: one wait is at most the policy's max wait, and a
+// call without a deadline waits at most the max wait in all. A hint that
+// asks for more, or that ends after the deadline, ends the call at once
+// with RetryAt set; jitter and backoff are trimmed to fit.
 func (p *Policy) Decide(o Outcome, w When) Decision {
 	now, deadline, prev, draw := w.Now, w.Deadline, w.Prev, w.Draw
 	status, header := o.status()
@@ -116,6 +133,7 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 	if o.Err != nil && status == 0 {
 		d.Kind, kindRetryable, _ = classifyError(o.Err)
 	}
+	statusLimit := 0
 	switch verdict {
 	case Stop:
 		d.Reason = reasonFor(o, status)
@@ -133,6 +151,7 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 				return d
 			}
 			if n > 0 {
+				statusLimit = n
 				limit = min(limit, n)
 			}
 		case o.Err != nil:
@@ -152,15 +171,28 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 		d.Reason = ErrBodyNotReplayable
 		return d
 	}
-	if o.Attempt >= limit {
+
+	wait, src, hinted := serverHint(header, o.Err, now)
+	// A 429 retried after the server's hint, or at the pace learned from
+	// it, is the server rate-limiting a healthy exchange: it does not use
+	// up an attempt (unless WithRetryStatus set a limit for 429 itself, or
+	// WithMaxAttempts(1) turned retrying off). The call's total waiting
+	// bounds those retries instead.
+	d.RateLimited = status == http.StatusTooManyRequests && statusLimit == 0 && p.maxAttempts > 1 && (w.Pace > 0 || hinted && wait > 0)
+	if !d.RateLimited && o.Attempt-w.RateLimited >= limit {
 		d.Reason = ErrAttemptsExhausted
 		return d
 	}
 
-	wait, src, ok := serverHint(header, o.Err, now)
-	if ok {
+	// The latest a wait may end: the deadline, else the rest of the
+	// waiting the cap allows the call in all.
+	var end time.Time
+	if deadline.IsZero() {
+		end = now.Add(p.maxWait - w.Waited)
+	}
+	if hinted {
 		d.RetryAt = now.Add(wait)
-		if wait > p.maxWait {
+		if wait > p.maxWait || !end.IsZero() && d.RetryAt.After(end) {
 			d.Reason = ErrWaitTooLong
 			return d
 		}
@@ -168,24 +200,28 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 			d.Reason = ErrDeadline
 			return d
 		}
-		span := min(max(wait, p.baseWait(), minHintJitter), maxHintJitter)
-		if w.Pace > 0 {
-			// Retries told the same wait spread over as long again, or
-			// over one pacing interval if that is longer: a learned pace
-			// sizes the jitter, not a fixed second or two.
-			span = max(wait, w.Pace)
-		}
+		span := min(max(wait, w.Pace, p.baseWait(), minHintJitter), maxHintJitter)
 		total := min(wait+time.Duration(float64(span)*clampDraw(draw)), p.maxWait)
-		if !deadline.IsZero() && !now.Add(total).Before(deadline) {
+		switch {
+		case !deadline.IsZero() && !now.Add(total).Before(deadline):
 			total = wait // the jitter may not eat the time left for the attempt
+		case !end.IsZero() && now.Add(total).After(end):
+			total = end.Sub(now)
 		}
 		d.Retry, d.Wait, d.Source = true, total, src
 		return d
 	}
-	wait = min(p.backoff.Delay(o.Attempt-1, prev, draw), p.maxWait)
+	wait = min(p.backoff.Delay(o.Attempt-1-w.RateLimited, prev, draw), p.maxWait)
 	if !deadline.IsZero() && !now.Add(wait).Before(deadline) {
 		d.Reason = ErrDeadline
 		return d
+	}
+	if !end.IsZero() && now.Add(wait).After(end) {
+		if !end.After(now) {
+			d.Reason = ErrWaitTooLong // the call has waited all the cap allows
+			return d
+		}
+		wait = end.Sub(now)
 	}
 	d.Retry, d.Wait, d.Source = true, wait, SourceBackoff
 	return d

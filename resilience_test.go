@@ -1,6 +1,7 @@
 package heed_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -32,13 +33,15 @@ func requests(t *testing.T, c *http.Client, url string, n int) []error {
 func TestBreakerOpensAndFailsFast(t *testing.T) {
 	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(500)}) // 500: 2 attempts per request
 	rec := &recorder{}
-	c, clk := client(t, heed.WithHook(rec))
-	requests(t, c, srv.URL, 2) // 4 failures
-	if n := srv.Count(); n != 4 {
+	c, _ := client(t, heed.WithHook(rec))
+	requests(t, c, srv.URL, 9) // 18 failures: below the 20 calls the default needs
+	if n := srv.Count(); n != 18 {
 		t.Fatalf("%d requests", n)
 	}
-	// The fifth failure opens the breaker; the retry that follows would
-	// wait for its 30 s, within the cap, and probe.
+	if got := rec.kinds(); strings.Contains(got, "breaker") {
+		t.Fatalf("opened after 18 calls: %q", got)
+	}
+	// The twentieth failure (90% of at least 20 calls) opens the breaker.
 	requests(t, c, srv.URL, 1)
 	if got := rec.kinds(); !strings.Contains(got, "breaker") {
 		t.Fatalf("no breaker event in %q", got)
@@ -56,7 +59,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 
 	// Trip it again and call while it is open: no network, a typed error.
 	c2, clk2 := client(t, heed.WithMaxAttempts(1))
-	requests(t, c2, srv.URL, 5)
+	requests(t, c2, srv.URL, 20)
 	before := srv.Count()
 	_, err := c2.Get(srv.URL)
 	var he *heed.Error
@@ -67,7 +70,6 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	if srv.Count() != before || len(he.Attempts) != 0 || !he.RetryAt.Equal(clk2.Now().Add(30*time.Second)) {
 		t.Fatalf("refused call: %d new requests, %d attempts, RetryAt %v", srv.Count()-before, len(he.Attempts), he.RetryAt)
 	}
-	_ = clk
 }
 
 func TestRefusalAllocatesOnlyTheError(t *testing.T) {
@@ -96,27 +98,37 @@ func TestBreakerCountsWhatMatters(t *testing.T) {
 	cases := []struct {
 		name  string
 		step  heedtest.Step
+		opts  []heed.Option
 		trips bool
+		sent  int // requests that reach the server, 0: all 25
 	}{
-		{"404 never", heedtest.Status(404), false},
-		{"400 never", heedtest.Status(400), false},
-		{"429 with Retry-After: 1 does not", heedtest.RetryAfter(429, 1), false},
-		{"429 without Retry-After does", heedtest.Status(429), true},
-		{"429 asking past the cap does", heedtest.RetryAfter(429, 3600), true},
-		{"503 does", heedtest.Status(503), true},
-		{"408 does", heedtest.Status(408), true},
-		{"reset does", heedtest.Step{Reset: true}, true},
+		{"404 never", heedtest.Status(404), nil, false, 0},
+		{"400 never", heedtest.Status(400), nil, false, 0},
+		{"429 with Retry-After: 1 does not", heedtest.RetryAfter(429, 1), nil, false, 0},
+		{"429 without Retry-After does not (the pacer slows down)", heedtest.Status(429), nil, false, 0},
+		// The pacer holds every later request until the time named: none
+		// is sent, and there is nothing for the breaker to do.
+		{"429 asking past the cap is held by the pacer", heedtest.RetryAfter(429, 3600), nil, false, 1},
+		{"429 asking past the cap does without pacing", heedtest.RetryAfter(429, 3600), []heed.Option{heed.WithoutPacing()}, true, 20},
+		{"429 without Retry-After does without pacing", heedtest.Status(429), []heed.Option{heed.WithoutPacing()}, true, 20},
+		{"503 does", heedtest.Status(503), nil, true, 20},
+		{"408 does", heedtest.Status(408), nil, true, 20},
+		{"reset does", heedtest.Step{Reset: true}, nil, true, 20},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := heedtest.NewServer(t, []heedtest.Step{tc.step})
 			rec := &recorder{}
-			c, _ := client(t, heed.WithMaxAttempts(1), heed.WithHook(rec),
-				heed.WithBase(&http.Transport{DisableKeepAlives: true}))
-			requests(t, c, srv.URL, 10)
+			opts := append([]heed.Option{heed.WithMaxAttempts(1), heed.WithHook(rec),
+				heed.WithBase(&http.Transport{DisableKeepAlives: true})}, tc.opts...)
+			c, _ := client(t, opts...)
+			requests(t, c, srv.URL, 25)
 			opened := strings.Contains(rec.kinds(), "breaker")
 			if opened != tc.trips {
 				t.Fatalf("breaker opened: %v, want %v", opened, tc.trips)
+			}
+			if want := cmp.Or(tc.sent, 25); srv.Count() != want {
+				t.Fatalf("%d requests reached the server, want %d", srv.Count(), want)
 			}
 		})
 	}
@@ -149,33 +161,28 @@ func TestCancellationNeverCounts(t *testing.T) {
 	}
 }
 
-// An open breaker met while retrying stretches the wait to its end, under
-// the cap and the deadline: then the probe goes out.
-func TestRetryWaitsForTheBreaker(t *testing.T) {
-	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503), heedtest.Status(503), heedtest.OK("up")})
-	c, clk := client(t, heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 2, OpenTimeout: 20 * time.Second}))
-	resp, body, err := get(t, c, srv.URL)
-	if err != nil || string(body) != "up" {
-		t.Fatal(resp, err)
-	}
-	as := heed.Attempts(resp)
-	if as[1].Source != heed.SourceBreaker || as[1].Wait != 20*time.Second {
-		t.Fatalf("second wait %v from %v", as[1].Wait, as[1].Source)
-	}
-	if clk.Now().Sub(t0) < 20*time.Second {
-		t.Fatalf("probe went out %v after the start", clk.Now().Sub(t0))
-	}
-
-	// The same with a deadline before the breaker's end: give up at once.
-	srv2 := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
-	c2, clk2 := client(t, heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 2, OpenTimeout: 20 * time.Second}), heed.WithMaxTotal(10*time.Second))
-	_, err = c2.Get(srv2.URL)
-	var he *heed.Error
-	if !errors.As(err, &he) || !errors.Is(err, heed.ErrBreakerOpen) || srv2.Count() != 2 || he.RetryAt.IsZero() {
-		t.Fatalf("err = %v after %d requests", err, srv2.Count())
-	}
-	if clk2.Now().Sub(t0) > 10*time.Second {
-		t.Fatal("waited past the deadline")
+// A call whose next attempt would meet an open breaker fails fast: it does
+// not sleep through the open period, however long, but returns at once with
+// ErrBreakerOpen and RetryAt. Before the fix the call that tripped the
+// breaker waited its 30 s out.
+func TestRetryMeetingOpenBreakerFailsFast(t *testing.T) {
+	for _, open := range []time.Duration{20 * time.Second, 30 * time.Second, 5 * time.Minute} {
+		srv := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503), heedtest.Status(503), heedtest.OK("up")})
+		c, clk := client(t, heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 2, OpenTimeout: open, MaxOpenTimeout: open}))
+		start := clk.Now()
+		_, err := c.Get(srv.URL)
+		var he *heed.Error
+		if !errors.As(err, &he) || !errors.Is(err, heed.ErrBreakerOpen) || srv.Count() != 2 {
+			t.Fatalf("open %v: err = %v after %d requests", open, err, srv.Count())
+		}
+		// The first retry's backoff (at most 500 ms) was waited; not the
+		// open period.
+		if waited := clk.Now().Sub(start); waited > time.Second {
+			t.Fatalf("open %v: the call waited %v", open, waited)
+		}
+		if !he.RetryAt.Equal(he.Attempts[1].Start.Add(he.Attempts[1].Duration).Add(open)) || len(he.Attempts) != 2 {
+			t.Fatalf("open %v: RetryAt %v, attempts %+v", open, he.RetryAt, he.Attempts)
+		}
 	}
 }
 
@@ -183,7 +190,7 @@ func TestBreakerPerKey(t *testing.T) {
 	bad := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
 	good := heedtest.NewServer(t, []heedtest.Step{heedtest.OK("")})
 	c, _ := client(t, heed.WithMaxAttempts(1))
-	requests(t, c, bad.URL, 5)
+	requests(t, c, bad.URL, 20)
 	if _, err := c.Get(bad.URL); !errors.Is(err, heed.ErrBreakerOpen) {
 		t.Fatalf("bad host: %v", err)
 	}
@@ -198,7 +205,7 @@ func TestBreakerPerKey(t *testing.T) {
 		}
 	}}})
 	c2, _ := client(t, heed.WithMaxAttempts(1), heed.WithKeyFunc(func(r *http.Request) string { return r.URL.Path }))
-	requests(t, c2, srv.URL+"/down", 5)
+	requests(t, c2, srv.URL+"/down", 20)
 	if _, err := c2.Get(srv.URL + "/down"); !errors.Is(err, heed.ErrBreakerOpen) {
 		t.Fatalf("/down: %v", err)
 	}
@@ -257,11 +264,11 @@ func TestDoKeyUsesBreakerAndBudget(t *testing.T) {
 		calls.Add(1)
 		return 0, &heed.StatusError{StatusCode: 503}
 	}
-	for range 5 {
+	for range 20 {
 		heed.DoKey(context.Background(), p, "payments", fail)
 	}
 	_, err := heed.DoKey(context.Background(), p, "payments", fail)
-	if !errors.Is(err, heed.ErrBreakerOpen) || calls.Load() != 5 {
+	if !errors.Is(err, heed.ErrBreakerOpen) || calls.Load() != 20 {
 		t.Fatalf("err = %v after %d calls", err, calls.Load())
 	}
 	// Another key is unaffected.

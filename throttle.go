@@ -142,17 +142,17 @@ func (t *throttleState) quiet() bool {
 }
 
 // turn waits for the key's limits to let one attempt go: a rate slot, then
-// a concurrency slot. It returns the bulkhead whose slot the attempt now
-// holds (nil when there is none), or an error: a refusal with when the rate
-// limit would have let the attempt go, or the context's end.
-func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time) (slot *throttle.Bulkhead, waited time.Duration, retryAt time.Time, err error) {
+// a concurrency slot. A slot is waited for at most allow, and never past
+// the deadline (zero for none). It returns the bulkhead whose slot the
+// attempt now holds (nil when there is none), or an error: a refusal with
+// when the rate limit would have let the attempt go, or the context's end.
+func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time, allow time.Duration) (slot *throttle.Bulkhead, waited time.Duration, retryAt time.Time, err error) {
 	if t.err != nil {
 		return nil, 0, time.Time{}, t.err
 	}
 	if t.limiter != nil || t.pacer != nil && t.pacer.Active() {
 		now := p.clock.Now()
-		// A slot is waited for under the same cap as any other wait.
-		if limit := now.Add(p.maxWait); deadline.IsZero() || limit.Before(deadline) {
+		if limit := now.Add(max(allow, 0)); deadline.IsZero() || limit.Before(deadline) {
 			deadline = limit
 		}
 		at := now
@@ -182,6 +182,17 @@ func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time)
 		return t.bulkhead, waited, time.Time{}, nil
 	}
 	return nil, waited, time.Time{}, nil
+}
+
+// allowance is how long the next attempt may wait for its slot: the rest
+// of the pause a retry that waited prev may take under the cap and, for a
+// call without a deadline, the rest of the waiting the cap allows it in
+// all, having waited waited.
+func (p *Policy) allowance(prev, waited time.Duration, hasDeadline bool) time.Duration {
+	if hasDeadline {
+		return p.maxWait - prev
+	}
+	return p.maxWait - waited
 }
 
 func later(a, b time.Time) time.Time {
@@ -221,6 +232,9 @@ func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Respo
 		throttled = throttled || s.HasRetryAfter // a 503 with a Retry-After is a push-back too
 	}
 	s.Throttled = throttled
+	if s.HasRetryAfter && s.RetryAfter > p.maxWait {
+		s.Hold = now.Add(s.RetryAfter) // no caller waits that long: hold every request until then
+	}
 	if throttled && !quota && t.quotaLooks.Load() > 0 {
 		t.quotaLooks.Store(0) // pushed back: look at successes again
 	}

@@ -155,19 +155,21 @@ type loop struct {
 	p   *Policy
 	req *http.Request
 
-	ctx        context.Context // the caller's, bounded by WithMaxTotal
-	total      stopper
-	start      time.Time
-	deadline   time.Time
-	method     string
-	header     http.Header
-	newHeader  bool // header differs from the caller's (an added key or refreshed credentials)
-	idempotent bool
-	body       replayBody
-	c          *call // allocated once the call needs a record or a marked context
-	prev       time.Duration
-	didRefresh bool
-	n          int // the current attempt's number
+	ctx         context.Context // the caller's, bounded by WithMaxTotal
+	total       stopper
+	start       time.Time
+	deadline    time.Time
+	method      string
+	header      http.Header
+	newHeader   bool // header differs from the caller's (an added key or refreshed credentials)
+	idempotent  bool
+	body        replayBody
+	c           *call // allocated once the call needs a record or a marked context
+	prev        time.Duration
+	waited      time.Duration // the call's waiting so far: retry waits and slots
+	rateLimited int           // 429s that did not count toward the attempt limit
+	didRefresh  bool
+	n           int // the current attempt's number
 
 	ks     *keyState
 	ticket breaker.Ticket // the breaker's permission for the current attempt
@@ -308,7 +310,8 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	if n == 1 && l.sent {
 		areq, resp, err = l.req, l.firstResp, l.firstErr
 	} else {
-		slot, waited, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline)
+		slot, waited, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline, p.allowance(l.prev, l.waited, !l.deadline.IsZero()))
+		l.waited += waited
 		if len(p.hooks) > 0 && (waited > 0 || terr != nil) {
 			l.emitThrottle(n, waited, terr)
 		}
@@ -393,7 +396,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		if now.IsZero() {
 			now = p.clock.Now()
 		}
-		d = p.Decide(l.outcome(n, areq, resp, err, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand(), Pace: l.ks.throttle.interval()})
+		d = p.Decide(l.outcome(n, areq, resp, err, wrote), l.when(now))
 	}
 	status := 0
 	if resp != nil {
@@ -406,12 +409,12 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
 			now = p.clock.Now()
-			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: p.rand(), Pace: l.ks.throttle.interval()})
+			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), l.when(now))
 		}
 	}
 	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
 	if d.Retry {
-		d = p.gate(l.ks, d, status, now, l.deadline) // after settle: this attempt may have opened the breaker
+		d = p.gate(l.ks, d, status, now) // after settle: this attempt may have opened the breaker
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
 		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind, Hedge: copy})
@@ -448,7 +451,16 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		return nil, nil, l.fail(areq, endReason(l.ctx), context.Cause(l.ctx), time.Time{})
 	}
 	l.prev = d.Wait
+	l.waited += d.Wait
+	if d.RateLimited {
+		l.rateLimited++
+	}
 	return nil, nil, errRetry
+}
+
+// when is the time side of the decision after an attempt at now.
+func (l *loop) when(now time.Time) When {
+	return When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: l.p.rand(), Pace: l.ks.throttle.interval(), Waited: l.waited, RateLimited: l.rateLimited}
 }
 
 // outcome describes attempt n for the decision core.

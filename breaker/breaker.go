@@ -3,11 +3,15 @@
 // so the dependency can recover, then lets a few probes through to see
 // whether it has.
 //
-// A [Breaker] trips in one of two modes: after a number of consecutive
-// failures (the default: 5), or when failures reach a ratio of the calls in
-// a sliding window, given a minimum number of calls (say 50% of at least 20
-// calls in 30 s). The window is a ring of buckets advanced by the time the
-// caller passes in: no goroutine or timer runs per call.
+// A [Breaker] tells a dependency that is down from one that is degraded.
+// By default it trips when the failures in a sliding window reach a ratio
+// of the calls (90% of at least 20 calls in 30 s): a dependency that still
+// answers one call in three or one in two keeps being called, and the
+// retry budget, not the breaker, bounds what its failures cost. It can
+// also trip after a number of consecutive failures (the classic rule,
+// pybreaker's fail_max), alone or beside the ratio. The window is a ring
+// of buckets advanced by the time the caller passes in: no goroutine or
+// timer runs per call, and a success costs an atomic add.
 //
 // Its decisions are plain functions of its state and the time given, in the
 // manner of golang.org/x/time/rate: [Breaker.Allow] at time now, then
@@ -57,14 +61,21 @@ const (
 )
 
 // Settings configure a Breaker. The zero value of a field means its
-// default, given beside it.
+// default, given beside it; the zero Settings is heed's default breaker.
+//
+// Two trip rules are offered. The ratio rule (FailureRatio, MinCalls,
+// Window) trips when failures reach a share of the recent calls; the
+// consecutive rule (ConsecutiveFailures) trips after a run of failures.
+// Set ConsecutiveFailures alone for the consecutive rule alone, both for
+// either rule to trip, neither for the ratio rule with its defaults.
 type Settings struct {
-	// ConsecutiveFailures trips the breaker after this many failures in a
-	// row. Default 5 (the seed's fail_max). Used when FailureRatio is 0.
-	ConsecutiveFailures int
-	// FailureRatio, when above 0, trips the breaker instead when the
-	// failures in Window reach this share of the calls, once there were at
-	// least MinCalls. Must be at most 1.
+	// FailureRatio trips the breaker when the failures in Window reach
+	// this share of the calls, once there were at least MinCalls. Must be
+	// at most 1. Default 0.9 when ConsecutiveFailures is 0, else the ratio
+	// rule is off: a dependency answering one call in ten is not worth
+	// calling, one answering one in two is (the retry budget bounds what
+	// its failures cost), and a high threshold keeps the chance runs of a
+	// partial failure from tripping it.
 	FailureRatio float64
 	// MinCalls is the least number of calls in Window before FailureRatio
 	// can trip. Default 20.
@@ -73,6 +84,9 @@ type Settings struct {
 	Window time.Duration
 	// Buckets divides Window; more buckets slide more smoothly. Default 10.
 	Buckets int
+	// ConsecutiveFailures, when above 0, trips the breaker after this many
+	// failures in a row (pybreaker's fail_max; 5 is the classic value).
+	ConsecutiveFailures int
 	// OpenTimeout is how long the breaker stays open after tripping before
 	// it lets probes through. Default 30 s (the seed's reset_timeout).
 	OpenTimeout time.Duration
@@ -94,6 +108,10 @@ type Settings struct {
 	// key through heed.WithBreakerFleet.
 	Fleet Fleet
 }
+
+// DefaultFailureRatio is the ratio rule's threshold when Settings leave
+// both rules unset.
+const DefaultFailureRatio = 0.9
 
 // Fleet lets the breakers of one key in many instances act as one.
 // Implementations must be safe for concurrent use and quick: OpenUntil is
@@ -152,26 +170,27 @@ type Ticket struct {
 type Breaker struct {
 	s Settings
 
-	// Read without the lock on the closed path.
+	// Read and written without the lock on the closed path.
 	state       atomic.Uint32 // State
 	gen         atomic.Uint64 // bumped on every change of state
-	consecutive atomic.Int64  // failures in a row while closed (consecutive mode)
+	consecutive atomic.Int64  // failures in a row while closed (consecutive rule)
+	successes   atomic.Int64  // successes not yet placed in the window (ratio rule)
 
-	mu        sync.Mutex
-	until     time.Time // open: when probes may start
-	openFor   time.Duration
-	probes    int        // half-open: probes in flight
-	successes int        // half-open: probes that succeeded
-	claimed   bool       // half-open: this instance holds the fleet's probe
-	refusal   *OpenError // shared by every call refused in this open period
-	window    ring       // ratio mode
+	mu       sync.Mutex
+	until    time.Time // open: when probes may start
+	openFor  time.Duration
+	probes   int        // half-open: probes in flight
+	probesOK int        // half-open: probes that succeeded
+	claimed  bool       // half-open: this instance holds the fleet's probe
+	refusal  *OpenError // shared by every call refused in this open period
+	window   ring       // ratio rule
 }
 
 // New returns a closed breaker, or an error naming a setting that cannot
 // work.
 func New(s Settings) (*Breaker, error) {
-	if s.ConsecutiveFailures == 0 {
-		s.ConsecutiveFailures = 5
+	if s.FailureRatio == 0 && s.ConsecutiveFailures == 0 {
+		s.FailureRatio = DefaultFailureRatio
 	}
 	if s.MinCalls == 0 {
 		s.MinCalls = 20
@@ -193,10 +212,10 @@ func New(s Settings) (*Breaker, error) {
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("breaker: "+format, args...)) }
-	switch {
-	case s.ConsecutiveFailures < 0:
+	if s.ConsecutiveFailures < 0 {
 		bad("ConsecutiveFailures %d is negative", s.ConsecutiveFailures)
-	case !(s.FailureRatio >= 0 && s.FailureRatio <= 1):
+	}
+	if !(s.FailureRatio >= 0 && s.FailureRatio <= 1) {
 		bad("FailureRatio %v is outside [0, 1]", s.FailureRatio)
 	}
 	if s.MinCalls < 0 {
@@ -233,11 +252,12 @@ func (b *Breaker) Settings() Settings { return b.s }
 // passed reports Open until a call arrives to move it to HalfOpen.
 func (b *Breaker) State() State { return State(b.state.Load()) }
 
-// NeedsTime reports whether Allow and Record read the time they are given
-// even while the breaker is closed. Callers on a hot path may skip reading
-// the clock, and pass the zero time, while the breaker is Closed and
-// NeedsTime is false (consecutive mode, no fleet).
-func (b *Breaker) NeedsTime() bool { return b.s.FailureRatio > 0 || b.s.Fleet != nil }
+// NeedsTime reports whether Allow, and Record of a success, read the time
+// they are given even while the breaker is closed. Callers on a hot path
+// may skip reading the clock, and pass the zero time, while the breaker is
+// Closed and NeedsTime is false (no fleet). A failure always needs the
+// time.
+func (b *Breaker) NeedsTime() bool { return b.s.Fleet != nil }
 
 // OpenUntil returns when an open breaker will let probes through, and false
 // if the breaker is not open.
@@ -361,11 +381,18 @@ func (b *Breaker) Allow(now time.Time) (Ticket, error) {
 // outcome from a call admitted before the breaker's last change of state is
 // ignored, except that a probe's slot is always given back.
 func (b *Breaker) Record(t Ticket, now time.Time, o Outcome) {
-	// Closed, consecutive mode: a success with nothing to reset, or a
-	// stale outcome, needs no lock.
-	if !t.probe && b.s.FailureRatio == 0 && o != Failure {
-		if o == Success && t.gen == b.gen.Load() && b.consecutive.Load() != 0 {
-			b.consecutive.Store(0)
+	// Closed: a success is counted without the lock or the time (it is
+	// placed in the window when a failure next needs the ratio: only a
+	// failure can trip the breaker), and an ignored or stale outcome
+	// needs nothing.
+	if !t.probe && o != Failure {
+		if o == Success && t.gen == b.gen.Load() {
+			if b.s.FailureRatio > 0 {
+				b.successes.Add(1)
+			}
+			if b.s.ConsecutiveFailures > 0 && b.consecutive.Load() != 0 {
+				b.consecutive.Store(0)
+			}
 		}
 		return
 	}
@@ -381,22 +408,24 @@ func (b *Breaker) Record(t Ticket, now time.Time, o Outcome) {
 			c := b.setLocked(Open, now)
 			change = &c
 		case Success:
-			b.successes++
-			if b.successes >= b.s.HalfOpenProbes {
+			b.probesOK++
+			if b.probesOK >= b.s.HalfOpenProbes {
 				b.openFor = b.s.OpenTimeout
 				c := b.setLocked(Closed, now)
 				change = &c
 			}
 		}
-	case !current || st != Closed || o == Ignore:
+	case !current || st != Closed || o != Failure:
 		// A stale outcome, or one arriving in another state: nothing to count.
-	case b.s.FailureRatio > 0:
-		if b.window.add(now, o == Failure) && b.window.trips(b.s.FailureRatio, b.s.MinCalls) {
-			c := b.setLocked(Open, now)
-			change = &c
+	default: // closed, a failure
+		trip := b.s.ConsecutiveFailures > 0 && b.consecutive.Add(1) >= int64(b.s.ConsecutiveFailures)
+		if b.s.FailureRatio > 0 {
+			ok := b.successes.Swap(0)
+			if b.window.add(now, ok, true) && b.window.trips(b.s.FailureRatio, b.s.MinCalls) {
+				trip = true
+			}
 		}
-	default: // consecutive mode, a failure
-		if b.consecutive.Add(1) >= int64(b.s.ConsecutiveFailures) {
+		if trip {
 			c := b.setLocked(Open, now)
 			change = &c
 		}
@@ -411,7 +440,8 @@ func (b *Breaker) setLocked(to State, now time.Time) Change {
 	from := State(b.state.Load())
 	b.gen.Add(1)
 	b.consecutive.Store(0)
-	b.probes, b.successes, b.claimed = 0, 0, false
+	b.successes.Store(0)
+	b.probes, b.probesOK, b.claimed = 0, 0, false
 	c := Change{From: from, To: to, At: now}
 	switch to {
 	case Open:
@@ -422,7 +452,7 @@ func (b *Breaker) setLocked(to State, now time.Time) Change {
 		b.refusal = &OpenError{State: HalfOpen}
 	case Closed:
 		b.refusal = nil
-		b.window.reset()
+		b.window.reset(now)
 	}
 	b.state.Store(uint32(to))
 	return c
@@ -456,6 +486,7 @@ type ring struct {
 	calls, fails   []int64
 	head           int
 	headStart      time.Time
+	last           time.Time // when outcomes were last added
 	sumCalls, sumF int64
 }
 
@@ -467,9 +498,12 @@ func newRing(window time.Duration, buckets int) ring {
 	}
 }
 
-// add counts one call at now and reports whether it was counted (outcomes
-// from before the window's start are dropped).
-func (r *ring) add(now time.Time, failed bool) bool {
+// add counts, at now, ok successes and one failure if failed, and reports
+// whether they were counted (outcomes from before the window's start are
+// dropped). The successes were counted lock-free since the last add: they
+// are placed in the bucket of now, which may keep them a little longer
+// than their own time would, never shorter.
+func (r *ring) add(now time.Time, ok int64, failed bool) bool {
 	if r.headStart.IsZero() {
 		r.headStart = now
 	}
@@ -482,12 +516,22 @@ func (r *ring) add(now time.Time, failed bool) bool {
 	} else {
 		r.advance(now)
 	}
-	r.calls[r.head]++
-	r.sumCalls++
+	// Successes counted over a quiet spell longer than the window are
+	// taken as spread evenly over it: only the share inside counts.
+	if window := r.width * time.Duration(len(r.calls)); !r.last.IsZero() && now.Sub(r.last) > window {
+		ok = int64(float64(ok) * float64(window) / float64(now.Sub(r.last)))
+	}
+	if now.After(r.last) {
+		r.last = now
+	}
+	n := ok
 	if failed {
+		n++
 		r.fails[r.head]++
 		r.sumF++
 	}
+	r.calls[r.head] += n
+	r.sumCalls += n
 	return true
 }
 
@@ -516,9 +560,11 @@ func (r *ring) trips(ratio float64, minCalls int) bool {
 	return r.sumCalls >= int64(minCalls) && float64(r.sumF) >= ratio*float64(r.sumCalls)
 }
 
-func (r *ring) reset() {
+// reset empties the window at now: outcomes counted from here on came
+// after now.
+func (r *ring) reset(now time.Time) {
 	clear(r.calls)
 	clear(r.fails)
 	r.sumCalls, r.sumF = 0, 0
-	r.headStart = time.Time{}
+	r.headStart, r.last = time.Time{}, now
 }

@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,7 +34,7 @@ func call(b *breaker.Breaker, now time.Time, o breaker.Outcome) bool {
 }
 
 func TestConsecutiveTrip(t *testing.T) {
-	b := must(t, breaker.Settings{})
+	b := must(t, breaker.Settings{ConsecutiveFailures: 5})
 	for i := range 4 {
 		call(b, t0, breaker.Failure)
 		if b.State() != breaker.Closed {
@@ -70,6 +71,7 @@ func TestIgnoredOutcomesNeverTrip(t *testing.T) {
 		t.Fatal("ignored outcomes tripped the breaker")
 	}
 	// Nor do they break a run of failures.
+	b = must(t, breaker.Settings{ConsecutiveFailures: 5})
 	for range 4 {
 		call(b, t0, breaker.Failure)
 		call(b, t0, breaker.Ignore)
@@ -82,8 +84,8 @@ func TestIgnoredOutcomesNeverTrip(t *testing.T) {
 
 func TestRatioTrip(t *testing.T) {
 	b := must(t, breaker.Settings{FailureRatio: 0.5, MinCalls: 20, Window: 30 * time.Second, Buckets: 10})
-	if !b.NeedsTime() {
-		t.Fatal("ratio mode must read the time")
+	if b.NeedsTime() {
+		t.Fatal("a closed breaker without a fleet needs no time: successes are counted lock-free")
 	}
 	// 19 calls, all failures: below the minimum throughput.
 	for i := range 19 {
@@ -93,17 +95,107 @@ func TestRatioTrip(t *testing.T) {
 		t.Fatal("tripped below MinCalls")
 	}
 	// At t0+31s the bucket holding t0..t0+3s has left the window: 16
-	// failures remain. Three successes make 19 calls: still too few.
+	// failures remain. Four successes make 20 calls, but only a failure
+	// can trip the breaker.
 	now := t0.Add(31 * time.Second)
-	for range 3 {
+	for range 4 {
 		call(b, now, breaker.Success)
 	}
 	if b.State() != breaker.Closed {
-		t.Fatal("tripped while the window held fewer than 20 calls")
+		t.Fatal("a success tripped the breaker")
 	}
-	call(b, now, breaker.Success) // 16 failures of 20 calls
+	call(b, now, breaker.Failure) // 17 failures of 21 calls
 	if b.State() != breaker.Open {
-		t.Fatalf("not open with 16 failures of 20 calls")
+		t.Fatalf("not open with 17 failures of 21 calls")
+	}
+}
+
+// The default rule tells a dependency that is down from one that is
+// degraded: random failures of 50%, or of 70% in a dependency that was
+// healthy when they began, never trip it however long they last, while a
+// dependency that fails everything is cut off after MinCalls calls.
+// Seeded, so each run sees the same sequences. (From a cold start, a 70%
+// failure rate trips it in about 4% of starts: the first 20 calls are a
+// small sample.)
+func TestDefaultTellsDownFromDegraded(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		for _, tc := range []struct {
+			fail    float64
+			every   time.Duration
+			healthy int // calls that succeed before the failures begin
+		}{
+			{0.5, 10 * time.Millisecond, 0}, // 100 calls a second for 10 minutes
+			{0.7, 10 * time.Millisecond, 100},
+			{0.5, time.Second, 0}, // one call a second, 20 to 30 in the window
+		} {
+			b := must(t, breaker.Settings{})
+			for i := range 60_000 {
+				now := t0.Add(time.Duration(i) * tc.every)
+				o := breaker.Success
+				if i >= tc.healthy && rng.Float64() < tc.fail {
+					o = breaker.Failure
+				}
+				if !call(b, now, o) {
+					t.Fatalf("seed %d, %.0f%% failing, a call every %v: tripped after %d calls", seed, tc.fail*100, tc.every, i)
+				}
+			}
+		}
+	}
+	b := must(t, breaker.Settings{})
+	for i := range 19 {
+		call(b, t0.Add(time.Duration(i)*time.Millisecond), breaker.Failure)
+	}
+	if b.State() != breaker.Closed {
+		t.Fatal("tripped below MinCalls")
+	}
+	call(b, t0.Add(19*time.Millisecond), breaker.Failure)
+	if b.State() != breaker.Open {
+		t.Fatal("a dependency failing every call was not cut off after 20 calls")
+	}
+}
+
+// Both rules may be set: either trips.
+func TestBothRules(t *testing.T) {
+	b := must(t, breaker.Settings{ConsecutiveFailures: 3, FailureRatio: 0.5, MinCalls: 10})
+	for range 3 {
+		call(b, t0, breaker.Failure)
+	}
+	if b.State() != breaker.Open {
+		t.Fatal("three failures in a row did not trip it")
+	}
+	b = must(t, breaker.Settings{ConsecutiveFailures: 3, FailureRatio: 0.5, MinCalls: 10})
+	for i := range 20 { // failure, failure, success, ...: never 3 in a row
+		o := breaker.Failure
+		if i%3 == 2 {
+			o = breaker.Success
+		}
+		call(b, t0, o)
+	}
+	if b.State() != breaker.Open {
+		t.Fatal("two thirds failing did not trip the 50% rule")
+	}
+}
+
+// Successes counted over a quiet spell longer than the window are taken as
+// spread over it: a dependency that was healthy an hour ago and fails now
+// trips as soon as the window holds enough failures. (Successes are placed
+// in the window at the next failure, timed from the last failure or change
+// of state.)
+func TestOldSuccessesLeaveTheWindow(t *testing.T) {
+	b := must(t, breaker.Settings{})
+	call(b, t0, breaker.Failure)
+	for range 1000 {
+		call(b, t0, breaker.Success)
+	}
+	// Spread over the hour, about 8 of the 1,000 fell in the last 30 s: 72
+	// failures make 90%. Counted whole, they would take 9,000.
+	now := t0.Add(time.Hour)
+	for i := 0; b.State() == breaker.Closed; i++ {
+		if i == 100 {
+			t.Fatal("successes from an hour ago kept the breaker closed")
+		}
+		call(b, now, breaker.Failure)
 	}
 }
 
@@ -304,8 +396,13 @@ func TestSettingsValidation(t *testing.T) {
 	}
 	b := must(t, breaker.Settings{})
 	s := b.Settings()
-	if s.ConsecutiveFailures != 5 || s.OpenTimeout != 30*time.Second || s.HalfOpenProbes != 1 || s.MaxOpenTimeout != 5*time.Minute {
+	if s.FailureRatio != breaker.DefaultFailureRatio || s.MinCalls != 20 || s.Window != 30*time.Second || s.ConsecutiveFailures != 0 ||
+		s.OpenTimeout != 30*time.Second || s.HalfOpenProbes != 1 || s.MaxOpenTimeout != 5*time.Minute {
 		t.Fatalf("defaults %+v", s)
+	}
+	// The consecutive rule alone leaves the ratio rule off.
+	if s := must(t, breaker.Settings{ConsecutiveFailures: 5}).Settings(); s.FailureRatio != 0 {
+		t.Fatalf("consecutive rule: %+v", s)
 	}
 }
 

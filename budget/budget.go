@@ -75,12 +75,15 @@ type RatioConfig struct {
 	Buckets int
 }
 
-// DefaultRatio is heed's default: 20% of requests, with a floor of 10
-// retries per second, over 10 s (Linkerd's defaults). 20% keeps a sustained
-// failure from adding more than a fifth to the load, yet lets every request
-// retry while failures are rare; the floor keeps a client making a few
-// requests a second from being starved of retries.
-var DefaultRatio = RatioConfig{Percent: 0.2, MinPerSecond: 10, Window: 10 * time.Second, Buckets: 10}
+// DefaultRatio is heed's default: 25% of requests, with a floor of 10
+// retries per second, over 10 s. A dependency failing one request in five
+// at random needs retries of a quarter of the requests (p/(1-p)) to serve
+// them all, so 25% lets every request through such a failure, yet a
+// sustained failure adds at most a quarter to the load (Linkerd and
+// Finagle use 20%, which gives up on a few percent of the requests at a
+// 20% failure rate). The floor keeps a client making a few requests a
+// second from being starved of retries.
+var DefaultRatio = RatioConfig{Percent: 0.25, MinPerSecond: 10, Window: 10 * time.Second, Buckets: 10}
 
 // NewRatio returns a Ratio budget, or an error naming a bad setting.
 func NewRatio(c RatioConfig) (*Ratio, error) {

@@ -24,6 +24,11 @@ type Signal struct {
 	// Quota is what the rate-limit fields said, if HasQuota.
 	Quota    hint.Quota
 	HasQuota bool
+	// Hold, if not zero, is a time before which the server will accept
+	// nothing: a Retry-After longer than any caller waits (a quota spent
+	// for the hour, say). No request is sent before it; Reserve refuses
+	// those that cannot wait for it.
+	Hold time.Time
 }
 
 // PacerConfig tunes a Pacer. Zero fields take the defaults given.
@@ -106,6 +111,7 @@ type Pacer struct {
 	activated    time.Time
 	oldSlots     time.Time // the last slot given out before the last decrease
 	perRequest   float64   // the rate one request in flight when pacing began adds
+	hold         time.Time // no slot before it: the server accepts nothing until then
 }
 
 // NewPacer returns an inactive pacer.
@@ -166,6 +172,12 @@ func (p *Pacer) Reserve(now, deadline time.Time) (time.Time, bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if now.Before(p.hold) {
+		if !deadline.IsZero() && p.hold.After(deadline) {
+			return p.hold, false
+		}
+		now = p.hold // the slot is taken from the schedule as it will be then
+	}
 	at, ok := p.lim.reserveLocked(now, deadline)
 	if at.After(now) {
 		p.lastDelay = now
@@ -187,6 +199,9 @@ func (p *Pacer) Observe(s Signal) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if s.Hold.After(p.hold) {
+		p.hold = s.Hold
+	}
 	if s.HasQuota {
 		p.learnQuota(s)
 	}
