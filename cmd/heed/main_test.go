@@ -120,6 +120,7 @@ func TestSimStormAndChain(t *testing.T) {
 		{"sim", "storm", "-clients", "20", "-requests", "3", "-quiet"},
 		{"sim", "storm", "-clients", "20", "-requests", "3", "-retry-after", "date", "-reset", "epoch", "-strategies", "heed,retry-after", "-csv", "-quiet"},
 		{"sim", "chain", "-tiers", "2-4", "-requests", "5", "-quiet", "-out", dir},
+		{"sim", "chain", "-tiers", "2,3", "-fail-rate", "0-1/0.5", "-fail-kind", "refused", "-deadline", "2s", "-requests", "5", "-strategies", "naive,heed", "-breaker", "default,off", "-quiet", "-out", dir},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err != nil {
@@ -129,8 +130,10 @@ func TestSimStormAndChain(t *testing.T) {
 			t.Errorf("%q printed nothing", args)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "chain.csv")); err != nil {
-		t.Error(err)
+	for _, f := range []string{"chain.csv", "chain-amplification.svg", "chain-success-k3.svg", "chain-amplification-k2.png"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
@@ -147,6 +150,16 @@ func TestSimBadFlags(t *testing.T) {
 		{"sim", "chain", "-tiers", "5-2"},
 		{"sim", "chain", "-tiers", "x"},
 		{"sim", "chain", "-fail-rate", "1.5"},
+		{"sim", "chain", "-fail-rate", "0,x"},
+		{"sim", "chain", "-fail-rate", "0.5,1.5"},
+		{"sim", "chain", "-fail-rate", "0.5,0.5"},
+		{"sim", "chain", "-fail-rate", "1-0/0.1"},
+		{"sim", "chain", "-fail-rate", "0-1"},
+		{"sim", "chain", "-fail-rate", ""},
+		{"sim", "chain", "-fail-kind", "timeout"},
+		{"sim", "chain", "-breaker", "sometimes"},
+		{"sim", "chain", "-breaker", "off", "-strategies", "naive"},
+		{"sim", "chain", "-deadline", "-1s"},
 		{"sim", "chain", "-strategies", "bogus"},
 	} {
 		var out, errOut bytes.Buffer

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ Models:
             "Exponential Backoff And Jitter", with heed's backoffs
   storm     the public 429 storm in virtual time, heed beside plain strategies
   chain     retry amplification through K tiers, the bottom one failing
+            a share of its requests (one rate, or a sweep of them)
 
 Every model prints a table on stdout; -csv prints CSV instead, and -out DIR
 also writes CSV files and charts (SVG and PNG) into DIR. The same -seed
@@ -280,13 +283,24 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func simChain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newSimFlags("chain", "K services in a row, each calling the next through its retry policy, the bottom one\nfailing; the load at the bottom over the load at the top, for each K.", stderr)
+	f := newSimFlags("chain", `K services in a row, each calling the next through its retry policy, the bottom one
+failing a share of its requests; for each K and failure rate, the load at the bottom
+over the load at the top, the share of the top's requests that succeeded and their
+latency (p99, max), in virtual time. Several rates make a sweep: a table per K, a row
+per rate, and with -out a success and an amplification chart per K.`, stderr)
 	tiers := f.fs.String("tiers", "2-10", "chain lengths K: a list (2,4,10) or a range (2-10)")
-	failRate := f.fs.Float64("fail-rate", 1, "share of its requests the bottom tier fails with 503")
+	failRate := f.fs.String("fail-rate", "1", "shares of its requests the bottom tier fails: one (0.5), a list\n(0,0.1,0.5,1) or a sweep FROM-TO/STEP (0-1/0.1)")
+	failKind := f.fs.String("fail-kind", "503", "how the bottom fails them: 503, 500, or refused (the connection to it\nis refused)")
 	requests := f.fs.Int("requests", 200, "requests sent into the top")
 	interval := f.fs.Duration("interval", 50*time.Millisecond, "time between requests into the top")
 	latency := f.fs.Duration("latency", time.Millisecond, "each hop's round trip")
-	strategies := f.fs.String("strategies", "all", "comma-separated: one-retry, heed-no-budget, heed; or all")
+	deadline := f.fs.Duration("deadline", 0, "each top-level request's deadline, in virtual time (0: none); the client\nsends it in Heed-Timeout and gives up then, which cancels the request's work")
+	strategies := f.fs.String("strategies", "all", "comma-separated: one-retry, naive, heed-no-budget, heed-no-breaker, heed;\nor all")
+	var bnames []string
+	for _, b := range chainsim.Breakers() {
+		bnames = append(bnames, b.Name)
+	}
+	breakers := f.fs.String("breaker", "", "run the heed strategy once per breaker setting, as heed[NAME];\ncomma-separated: "+strings.Join(bnames, ", ")+"; or all")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -294,11 +308,28 @@ func simChain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("-tiers: %w", err)
 	}
+	rates, err := parseRates(*failRate)
+	if err != nil {
+		return fmt.Errorf("-fail-rate: %w", err)
+	}
+	kind, err := chainsim.ParseFailKind(*failKind)
+	if err != nil {
+		return fmt.Errorf("-fail-kind: %w", err)
+	}
 	sts, err := chainsim.ParseStrategies(*strategies)
 	if err != nil {
 		return err
 	}
-	cfg := chainsim.Config{Tiers: ks, FailRate: *failRate, Requests: *requests, Interval: *interval, Latency: *latency, Seed: *f.seed, Strategies: sts}
+	if *breakers != "" {
+		bs, err := chainsim.ParseBreakers(*breakers)
+		if err != nil {
+			return fmt.Errorf("-breaker: %w", err)
+		}
+		if sts, err = chainsim.WithBreakers(sts, bs); err != nil {
+			return fmt.Errorf("-breaker: %w", err)
+		}
+	}
+	cfg := chainsim.Config{Tiers: ks, FailRates: rates, FailKind: kind, Requests: *requests, Interval: *interval, Latency: *latency, Deadline: *deadline, Seed: *f.seed, Strategies: sts}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -319,7 +350,61 @@ func simChain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := writeFile(*f.out, "chain.csv", func(w io.Writer) error { return chainsim.WriteCSV(w, ps) }); err != nil {
 		return err
 	}
+	if len(rates) > 1 {
+		return chainSweepCharts(*f.out, cfg, ps)
+	}
 	return chainCharts(*f.out, ps)
+}
+
+// parseRates reads fail rates: "0.5", "0,0.1,0.5,1" or "0-1/0.1"
+// (FROM-TO/STEP), each 0 to 1.
+func parseRates(s string) ([]float64, error) {
+	var out []float64
+	add := func(part string, v float64) error {
+		if !(v >= 0 && v <= 1) {
+			return fmt.Errorf("%q: want rates from 0 to 1", part)
+		}
+		if slices.Contains(out, v) {
+			return fmt.Errorf("%q: rate %v given twice", part, v)
+		}
+		out = append(out, v)
+		return nil
+	}
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		span, stepText, hasStep := strings.Cut(part, "/")
+		from, to, isRange := strings.Cut(span, "-")
+		if !isRange || from == "" {
+			if hasStep {
+				return nil, fmt.Errorf("%q: a step needs a range, as 0-1/0.1", part)
+			}
+			v, err := strconv.ParseFloat(span, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a number", part)
+			}
+			if err := add(part, v); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		a, err1 := strconv.ParseFloat(from, 64)
+		b, err2 := strconv.ParseFloat(to, 64)
+		step, err3 := strconv.ParseFloat(stepText, 64)
+		if err := errors.Join(err1, err2, err3); err != nil || !hasStep || !(step > 0) || !(a <= b) {
+			return nil, fmt.Errorf("%q: want FROM-TO/STEP with FROM <= TO and STEP > 0", part)
+		}
+		n := math.Floor((b-a)/step + 1e-9)
+		if n >= 1000 {
+			return nil, fmt.Errorf("%q: too many values", part)
+		}
+		for i := range int(n) + 1 {
+			v := math.Round((a+float64(i)*step)*1e9) / 1e9 // 0.30000000000000004 is 0.3
+			if err := add(part, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // stormCharts draws the attempts each strategy sent over time.
@@ -375,6 +460,45 @@ func chainCharts(dir string, ps []chainsim.Point) error {
 		}
 	}
 	return chart.Save(c, dir, "chain-amplification")
+}
+
+// chainSweepCharts draws, for each K, the share of the top's requests that
+// succeeded and the amplification (on a log axis) against the failure
+// rate, a line per strategy.
+func chainSweepCharts(dir string, cfg chainsim.Config, ps []chainsim.Point) error {
+	kind := string(cfg.FailKind)
+	if cfg.FailKind == chainsim.FailRefused {
+		kind = "connection refused"
+	}
+	lo, hi := 0.0, 100.0
+	for _, k := range cfg.Tiers {
+		ok := chart.Chart{Title: fmt.Sprintf("success against the bottom's failure rate (%s), K = %d", kind, k), XLabel: "requests the bottom fails (%)", YLabel: "top requests that succeeded (%)", YMin: &lo, YMax: &hi}
+		amp := chart.Chart{Title: fmt.Sprintf("amplification against the bottom's failure rate (%s), K = %d", kind, k), XLabel: "requests the bottom fails (%)", YLabel: "load at the bottom / load at the top", LogY: true}
+		for _, st := range cfg.Strategies {
+			var so, sa chart.Series
+			so.Name, sa.Name = st.Name, st.Name
+			for _, p := range ps {
+				if p.Strategy != st.Name || p.Tiers != k {
+					continue
+				}
+				so.X, so.Y = append(so.X, 100*p.FailRate), append(so.Y, 100*p.Success())
+				if a := p.Amplification(); a > 0 { // a log axis has no zero
+					sa.X, sa.Y = append(sa.X, 100*p.FailRate), append(sa.Y, a)
+				}
+			}
+			ok.Series = append(ok.Series, so)
+			if len(sa.X) > 0 {
+				amp.Series = append(amp.Series, sa)
+			}
+		}
+		if err := chart.Save(ok, dir, fmt.Sprintf("chain-success-k%d", k)); err != nil {
+			return err
+		}
+		if err := chart.Save(amp, dir, fmt.Sprintf("chain-amplification-k%d", k)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func simBrooker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
