@@ -50,8 +50,10 @@ func TestEvents(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatal(resp, err)
 	}
-	if got, want := rec.kinds(), "attempt retry attempt retry throttle attempt done"; got != want {
-		t.Fatalf("events %q, want %q", got, want)
+	// Whether a retry then also waits its turn at the pace heed keeps for
+	// the host (a throttle event) depends on the jitter drawn.
+	if got, want := strings.ReplaceAll(rec.kinds(), " throttle", ""), "attempt retry attempt retry attempt done"; got != want {
+		t.Fatalf("events %q, want %q (throttle events aside)", rec.kinds(), want)
 	}
 	r1 := rec.events[1]
 	if r1.Source != heed.SourceRetryAfter || r1.Status != 429 || r1.Attempt != 1 || r1.MaxAttempts != 6 || r1.Method != "GET" || r1.URL.Path != "/items" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -143,12 +144,16 @@ func ExampleWithHook() {
 	hook := heed.HookFunc(func(ctx context.Context, e heed.Event) {
 		fmt.Println(e.Kind, e.Attempt, e.Status, e.Source)
 	})
-	c, _ := heed.NewClient(heed.WithHook(hook), heed.WithClock(clk), heed.WithLogger(nil))
+	c, _ := heed.NewClient(heed.WithHook(hook), heed.WithClock(clk), heed.WithLogger(nil),
+		heed.WithRand(rand.NewPCG(1, 2))) // a seeded source: the same waits every run
 	resp, _ := c.Get(srv.URL)
 	resp.Body.Close()
+	// The retry waits the server's second and its jitter, then its turn
+	// at the pace heed now keeps for the host: one request a second.
 	// Output:
 	// attempt 1 503 none
 	// retry 1 503 retry_after
+	// throttle 2 0 throttle
 	// attempt 2 200 none
 	// done 2 200 none
 }

@@ -17,7 +17,7 @@ import (
 // again, and never over more than 2 s, whatever the hint (a long hint is
 // the server's plan, and the pacer spaces what follows it).
 const (
-	minHintJitter = 100 * time.Millisecond
+	minHintJitter = time.Second
 	maxHintJitter = 2 * time.Second
 )
 

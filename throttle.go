@@ -41,6 +41,15 @@ type Limits struct {
 	Limiter throttle.RateLimiter
 }
 
+// rate is the key's configured rate limit in requests a second, 0 for
+// none or for a Limiter that does not say.
+func (l Limits) rate() float64 {
+	if r, ok := l.Limiter.(interface{ Rate() float64 }); ok {
+		return r.Rate()
+	}
+	return l.Rate
+}
+
 // PerMinute converts a limit per minute to the per-second Rate of Limits.
 func PerMinute(n float64) float64 { return n / 60 }
 
@@ -118,6 +127,9 @@ func (p *Policy) initThrottle(t *throttleState, key string) {
 		if l.Pacing != (throttle.PacerConfig{}) {
 			cfg = l.Pacing
 		}
+		if cfg.Limit == 0 {
+			cfg.Limit = l.rate()
+		}
 		t.pacer = throttle.NewPacer(cfg)
 	}
 	if err := l.validate(); err != nil {
@@ -155,7 +167,7 @@ func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time,
 		if limit := now.Add(max(allow, 0)); deadline.IsZero() || limit.Before(deadline) {
 			deadline = limit
 		}
-		at := now
+		start, at := now, now
 		if t.limiter != nil {
 			a, ok := t.limiter.ReserveBefore(now, deadline)
 			if !ok {
@@ -164,14 +176,37 @@ func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time,
 			at = a
 		}
 		if t.pacer != nil {
-			b, ok := t.pacer.Reserve(now, deadline)
+			pl, b, ok := t.pacer.Take(now, deadline)
 			if !ok {
 				return nil, 0, b, ErrThrottled
 			}
-			at = later(at, b)
-		}
-		waited = at.Sub(now)
-		if !clock.Sleep(p.clock, waited, ctx.Done()) {
+			// The turn is reckoned anew after each nap: when the pace
+			// rises, the wait shortens. A turn that has not come by the
+			// deadline is given up.
+			for {
+				if b = later(at, b); !b.After(now) {
+					break
+				}
+				wake := b
+				if wake.After(deadline) {
+					wake = deadline
+				}
+				if !wake.After(now) {
+					t.pacer.Leave(pl)
+					return nil, now.Sub(start), b, ErrThrottled
+				}
+				if !clock.Sleep(p.clock, nap(wake.Sub(now)), ctx.Done()) {
+					t.pacer.Leave(pl)
+					return nil, now.Sub(start), time.Time{}, context.Cause(ctx)
+				}
+				now = p.clock.Now()
+				if b, ok = t.pacer.Turn(pl, now, deadline); !ok {
+					t.pacer.Leave(pl)
+					return nil, now.Sub(start), b, ErrThrottled
+				}
+			}
+			waited = now.Sub(start)
+		} else if waited = at.Sub(now); !clock.Sleep(p.clock, waited, ctx.Done()) {
 			return nil, waited, time.Time{}, context.Cause(ctx)
 		}
 	}
@@ -193,6 +228,16 @@ func (p *Policy) allowance(prev, waited time.Duration, hasDeadline bool) time.Du
 		return p.maxWait - prev
 	}
 	return p.maxWait - waited
+}
+
+// nap is how long to sleep toward a turn d away before looking again:
+// all of it when it is near, else half of it, at most a second, so a
+// rising pace shortens the wait within a second.
+func nap(d time.Duration) time.Duration {
+	if d <= 20*time.Millisecond {
+		return d
+	}
+	return min(d, max(20*time.Millisecond, min(d/2, time.Second)))
 }
 
 func later(a, b time.Time) time.Time {
@@ -226,7 +271,7 @@ func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Respo
 	if now.IsZero() {
 		now = p.clock.Now()
 	}
-	s := throttle.Signal{Now: now, Sent: sent}
+	s := throttle.Signal{Now: now, Sent: sent, Draw: p.rand()}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		s.RetryAfter, s.HasRetryAfter = hint.RetryAfter(h, now)
 		throttled = throttled || s.HasRetryAfter // a 503 with a Retry-After is a push-back too

@@ -166,6 +166,15 @@ func (l *Limiter) insert(at time.Time) {
 	l.slots[i] = at
 }
 
+// Rate returns the fleet's limit in events a second. heed reads it to start
+// an instance's adaptive pace near the limit when the server pushes back
+// under it, rather than from scratch.
+func (l *Limiter) Rate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return float64(time.Second) / float64(l.interval)
+}
+
 // setRate changes the limit to rate events a second with a burst of one:
 // the shared pace. Slots already leased keep their times.
 func (l *Limiter) setRate(rate float64) {

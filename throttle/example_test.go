@@ -69,26 +69,41 @@ func ExamplePacer() {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 	// Until the server pushes back, requests go at once.
-	at, _ := p.Reserve(now, time.Time{})
+	_, at, _ := p.Take(now, time.Time{})
 	fmt.Println("inactive:", at.Sub(now))
 
-	// A 429 with Retry-After: 2 starts pacing at one request per 2 s, the
-	// first slot one interval away.
+	// A 429 with Retry-After: 2 starts pacing at one request per 2 s. The
+	// first turn comes one to two intervals later; Draw picks where, so
+	// that clients the server refused together start out of step.
 	p.Observe(throttle.Signal{
 		Now: now, Sent: now.Add(-50 * time.Millisecond),
-		Throttled: true, RetryAfter: 2 * time.Second, HasRetryAfter: true,
+		Throttled: true, RetryAfter: 2 * time.Second, HasRetryAfter: true, Draw: 0.5,
 	})
 	fmt.Println("interval:", p.Interval())
-	prev := now
+	var places []throttle.Place
 	for i := 1; i <= 3; i++ {
-		at, _ := p.Reserve(now, time.Time{})
-		fmt.Printf("request %d at +%v (%v after the previous)\n", i, at.Sub(now), at.Sub(prev))
-		prev = at
+		pl, at, _ := p.Take(now, time.Time{})
+		places = append(places, pl)
+		fmt.Printf("request %d: turn at +%v\n", i, at.Sub(now))
+	}
+
+	// The answer to another request sent before pacing began arrives: the
+	// client may have the server to itself, and the pace rises. The
+	// requests already waiting move up with it.
+	p.Observe(throttle.Signal{Now: now.Add(100 * time.Millisecond), Sent: now.Add(-40 * time.Millisecond)})
+	fmt.Println("interval:", p.Interval())
+	for i, pl := range places {
+		at, _ := p.Turn(pl, now.Add(100*time.Millisecond), time.Time{})
+		fmt.Printf("request %d: turn at +%v\n", i+1, at.Sub(now))
 	}
 	// Output:
 	// inactive: 0s
 	// interval: 2s
-	// request 1 at +2s (2s after the previous)
-	// request 2 at +4s (2s after the previous)
-	// request 3 at +6s (2s after the previous)
+	// request 1: turn at +3s
+	// request 2: turn at +5s
+	// request 3: turn at +7s
+	// interval: 1s
+	// request 1: turn at +1.5s
+	// request 2: turn at +2.5s
+	// request 3: turn at +3.5s
 }

@@ -24,6 +24,11 @@ type Signal struct {
 	// Quota is what the rate-limit fields said, if HasQuota.
 	Quota    hint.Quota
 	HasQuota bool
+	// Draw is a uniform random draw in [0, 1): where in its first interval
+	// a pace that starts now takes its first slot, so that clients that
+	// start pacing together (all refused by one server at once) do not
+	// send together, each a whole interval later, for ever after.
+	Draw float64
 	// Hold, if not zero, is a time before which the server will accept
 	// nothing: a Retry-After longer than any caller waits (a quota spent
 	// for the hour, say). No request is sent before it; Reserve refuses
@@ -40,13 +45,24 @@ type PacerConfig struct {
 	MinRate float64
 	// Decrease multiplies the rate on a throttle. Default 0.7.
 	Decrease float64
-	// Increase multiplies the rate after each calm Probe interval. Default 1.25.
+	// Increase sets how gently a pace grows near the pace the server last
+	// refused: by a quarter of Increase-1 per success, and by Increase per
+	// success whose quota shows room. Default 1.25.
 	Increase float64
-	// Probe is how often a calm pacer raises its rate. Default 100 ms.
+	// Probe is how often, at the most, a calm pacer raises its rate: it
+	// doubles per Probe interval, or per pacing interval if longer, while
+	// nothing pushes back. Default 100 ms.
 	Probe time.Duration
 	// Calm is how long without a throttle, at a rate above the demand,
 	// before the pacer stops pacing. Default 10 s.
 	Calm time.Duration
+	// Limit is the key's configured rate limit in requests a second, 0 for
+	// none (heed sets it from the key's Limits). A push-back under a
+	// configured limit says the limit is a little high, not that the
+	// server has run dry: the pace starts at Decrease times the limit
+	// rather than at one request a second, so a stray 429 in a fleet
+	// sharing a limit does not starve the instance that met it.
+	Limit float64
 	// Shared, if set, paces a fleet of instances as one (heedredis provides
 	// it): the pace each instance learns is published, and while any
 	// instance paces, every instance's requests take their slots from one
@@ -93,25 +109,31 @@ func (c *PacerConfig) defaults() {
 // the server says, and spaces requests so its limit is not hit. Until the
 // server first pushes back it is inactive and costs an atomic load per
 // request.
+//
+// Requests wait their turn in a line ([Pacer.Take], [Pacer.Turn],
+// [Pacer.Leave]): a turn is reckoned at the pace of the moment, so the
+// requests queued behind a slow pace move up as soon as the pace rises.
 type Pacer struct {
 	cfg    PacerConfig
 	active atomic.Bool
 
 	mu           sync.Mutex
-	lim          Limiter
+	ln           line
 	rate         float64
 	ceiling      float64 // the most the server's stated quota allows; +Inf if unknown
+	refused      float64 // the pace the server last refused at; 0 if none yet
 	window       time.Duration
 	lastDecrease time.Time
 	lastProbe    time.Time
 	lastThrottle time.Time
-	lastDelay    time.Time // last time a reservation had to wait
+	lastDelay    time.Time // last time a request had to wait its turn
 	succ         successes
 	settled      bool // a throttle hit the pace: probe gently from now on
 	activated    time.Time
-	oldSlots     time.Time // the last slot given out before the last decrease
+	oldSlots     time.Time // the turn of the last place handed out before the last decrease
 	perRequest   float64   // the rate one request in flight when pacing began adds
-	hold         time.Time // no slot before it: the server accepts nothing until then
+	hold         time.Time // no turn before it: the server accepts nothing until then
+	fullest      int64     // the most requests the server's quota has been seen to have left
 }
 
 // NewPacer returns an inactive pacer.
@@ -149,15 +171,26 @@ func (p *Pacer) Rate() (float64, bool) {
 	return p.rate, true
 }
 
-// Reserve reserves a slot for a request ready at now and returns when it
-// may be sent. When the slot would come after deadline (zero for none) it
-// reserves nothing and returns the slot's time and false. An inactive
-// pacer answers now at once. With a SharedPace, the slot comes from the
-// fleet's schedule.
-func (p *Pacer) Reserve(now, deadline time.Time) (time.Time, bool) {
+// Place is a request's place in a pacer's line, from [Pacer.Take]. The
+// zero Place is no place: its turn is always now.
+type Place struct {
+	n      uint64
+	taken  bool
+	shared time.Time // with a SharedPace, the slot the fleet's schedule gave
+}
+
+// Take gives a request ready at now a place in line and returns when its
+// turn comes at the current pace. The turn may come sooner if the pace
+// rises: ask [Pacer.Turn] again before sending. When even at the fastest
+// pace the server is known to allow (the rate its quota states, or the pace
+// it last refused, whichever is lower) the turn would come after deadline
+// (zero for none), Take takes no place and returns the turn and false. An
+// inactive pacer answers now and the zero Place. With a SharedPace, the
+// turn is a slot of the fleet's schedule, fixed when taken.
+func (p *Pacer) Take(now, deadline time.Time) (Place, time.Time, bool) {
 	if p.cfg.Shared != nil {
 		if !p.Active() {
-			return now, true
+			return Place{}, now, true
 		}
 		at, ok := p.cfg.Shared.Reserve(now, deadline)
 		if at.After(now) {
@@ -165,24 +198,83 @@ func (p *Pacer) Reserve(now, deadline time.Time) (time.Time, bool) {
 			p.lastDelay = now
 			p.mu.Unlock()
 		}
-		return at, ok
+		return Place{shared: at}, at, ok
 	}
 	if !p.active.Load() {
-		return now, true
+		return Place{}, now, true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now.Before(p.hold) {
 		if !deadline.IsZero() && p.hold.After(deadline) {
-			return p.hold, false
+			return Place{}, p.hold, false
 		}
-		now = p.hold // the slot is taken from the schedule as it will be then
+		p.ln.holdUntil(now, p.hold)
 	}
-	at, ok := p.lim.reserveLocked(now, deadline)
+	k, at := p.ln.take(later(now, p.hold))
+	if !deadline.IsZero() && at.After(deadline) && p.hopelessLocked(k, now, deadline) {
+		p.ln.leave(k)
+		return Place{}, at, false
+	}
 	if at.After(now) {
 		p.lastDelay = now
 	}
-	return at, ok
+	return Place{n: k, taken: true}, at, true
+}
+
+// Turn returns when pl's turn comes at the current pace (now, or earlier,
+// once it has come), and false when even at the fastest pace the server is
+// known to allow it would come after deadline (zero for none): the request
+// should then give its place up with Leave. A pacer that has stopped
+// pacing gives every place its turn at once.
+func (p *Pacer) Turn(pl Place, now, deadline time.Time) (time.Time, bool) {
+	if !pl.shared.IsZero() {
+		return pl.shared, deadline.IsZero() || !pl.shared.After(deadline)
+	}
+	if !pl.taken || !p.active.Load() {
+		return now, true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at := p.ln.turn(pl.n)
+	if at.After(now) {
+		p.lastDelay = now
+	}
+	if !deadline.IsZero() && at.After(deadline) && p.hopelessLocked(pl.n, now, deadline) {
+		return at, false
+	}
+	return at, true
+}
+
+// Leave gives pl's place up, for a request that will not wait for its
+// turn after all (its caller gave up).
+func (p *Pacer) Leave(pl Place) {
+	if !pl.taken {
+		return
+	}
+	p.mu.Lock()
+	p.ln.leave(pl.n)
+	p.mu.Unlock()
+}
+
+// hopelessLocked reports that place k's turn would come after deadline even
+// at the fastest pace the server is known to allow: the lower of its
+// stated quota and the pace it last refused. With neither known the pace
+// may yet rise any amount, and no place is hopeless. It requires p.mu to
+// be held.
+func (p *Pacer) hopelessLocked(k uint64, now, deadline time.Time) bool {
+	fastest := p.ceiling
+	if p.refused > 0 {
+		fastest = math.Min(fastest, p.refused)
+	}
+	switch {
+	case math.IsInf(fastest, 1):
+		return false // the pace may yet rise any amount
+	case fastest <= p.rate:
+		return true // the pace is as fast as it will get
+	}
+	ahead := float64(k-min(k, p.ln.waiting(now))) + 1
+	return now.Add(time.Duration(ahead / fastest * float64(time.Second))).After(deadline)
 }
 
 // publish tells the fleet this instance's pace (0: not pacing).
@@ -199,9 +291,6 @@ func (p *Pacer) Observe(s Signal) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s.Hold.After(p.hold) {
-		p.hold = s.Hold
-	}
 	if s.HasQuota {
 		p.learnQuota(s)
 	}
@@ -212,11 +301,13 @@ func (p *Pacer) Observe(s Signal) {
 	case !p.active.Load() && s.Throttled:
 		// A push-back: the server is at its limit.
 		p.lastThrottle = s.Now
-		p.activateLocked(s.Now, s.RetryAfter)
+		p.activateLocked(s.Now, s.RetryAfter, s.Draw)
+	case !p.active.Load() && !s.Hold.IsZero():
+		// A hold without a throttle: nothing to pace.
 	case !p.active.Load():
 		// A success with the quota running low: pace before the server
 		// has to refuse, at the rate its quota states.
-		p.activateLocked(s.Now, 0)
+		p.activateLocked(s.Now, 0, s.Draw)
 		p.observeStale(s)
 	case !s.Sent.After(p.activated):
 		p.observeStale(s)
@@ -224,6 +315,12 @@ func (p *Pacer) Observe(s Signal) {
 		p.throttledLocked(s)
 	default:
 		p.calmLocked(s)
+	}
+	if s.Hold.After(p.hold) {
+		p.hold = s.Hold
+		if p.active.Load() {
+			p.ln.holdUntil(s.Now, s.Hold) // the places waiting go no earlier
+		}
 	}
 }
 
@@ -272,10 +369,23 @@ func (p *Pacer) throttledLocked(s Signal) {
 		floor = math.Max(floor, 1/s.RetryAfter.Seconds()) // one request per Retry-After: what the server asked
 	}
 	floor = math.Min(floor, math.Min(p.rate, p.ceiling)) // a floor never raises the pace, nor passes the quota
-	r := math.Min(p.rate*p.cfg.Decrease, math.Max(p.succ.rate(s.Now, p.activated), floor))
+	r := p.rate * p.cfg.Decrease
+	if s.Now.Sub(p.activated) >= time.Second {
+		// A second of history: the successes tell the share the server
+		// gives this client. (Right after pacing began they tell nothing:
+		// those of the requests in flight before it were not counted.)
+		r = math.Min(r, math.Max(p.succ.rate(s.Now, p.activated), floor))
+	}
 	r = math.Max(floor, math.Min(r, p.ceiling))
-	p.oldSlots = p.lim.tat // slots up to here were given out at the old pace
-	p.setRateLocked(r)
+	p.refused = p.rate
+	if p.ln.next > 0 {
+		p.oldSlots = p.ln.turn(p.ln.next - 1) // places up to here were handed out at the old pace
+	}
+	p.setRateLocked(s.Now, r)
+	// A refusal is a collision with the server's other clients: move
+	// this client's turns by a random part of an interval, so clients that
+	// collided do not collide again at every turn.
+	p.ln.delay(time.Duration(s.Draw * float64(p.ln.interval)))
 	p.settled = true
 	p.lastDecrease, p.lastProbe = s.Now, s.Now
 }
@@ -283,7 +393,7 @@ func (p *Pacer) throttledLocked(s Signal) {
 // activateLocked starts pacing: at the rate the server's quota states if
 // it stated one, else at what it let through lately, and probes up from
 // there.
-func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
+func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration, draw float64) {
 	// Start at one request per Retry-After (or per second) for each request
 	// that was in flight when the server pushed back: a client sending one
 	// request at a time that is refused shares the server with others,
@@ -295,15 +405,23 @@ func (p *Pacer) activateLocked(now time.Time, retryAfter time.Duration) {
 		per = 1 / retryAfter.Seconds()
 	}
 	r := math.Min(math.Max(per, p.cfg.MinRate), p.ceiling) // a stated quota wins over the floor
+	if p.cfg.Limit > 0 {
+		// Refused under a configured limit: the limit is a little high.
+		r = math.Min(math.Max(r, p.cfg.Limit*p.cfg.Decrease), p.ceiling)
+	}
 	if p.cfg.Shared != nil {
 		if fleet, active := p.cfg.Shared.Rate(); active {
 			r = math.Min(fleet, p.ceiling) // the fleet already paces: join it rather than start over
 		}
 	}
-	p.rate, p.perRequest = r, per
-	p.lim = Limiter{}
-	p.lim.set(r, 1)
-	p.lim.tat = now.Add(p.lim.interval) // the server has just run dry: the first slot is one interval away
+	p.rate, p.perRequest, p.refused = r, per, 0
+	// The server has just run dry: the first turn is one to two intervals
+	// away, at a random point, so that clients the server refused together
+	// start their paces out of step.
+	if !(draw >= 0 && draw < 1) {
+		draw = 0
+	}
+	p.ln.restart(now, interval(r), draw)
 	p.lastDecrease, p.lastProbe, p.activated = now, now, now
 	p.lastThrottle, p.lastDelay = now, now // calm is counted from here
 	p.oldSlots = time.Time{}
@@ -325,7 +443,7 @@ func (p *Pacer) observeStale(s Signal) {
 		r = p.ceiling
 	}
 	if r = math.Min(r, p.ceiling); r > p.rate {
-		p.setRateLocked(r)
+		p.setRateLocked(s.Now, r)
 	}
 }
 
@@ -343,19 +461,41 @@ func (p *Pacer) calmLocked(s Signal) {
 		p.settled = false // a while without push-back: the storm may be over, climb fast again
 	}
 	counted := s.HasQuota && s.Quota.HasRemaining
-	step := max(p.cfg.Probe, p.lim.interval)
+	if s.HasQuota && s.Quota.HasRemaining && s.Quota.Remaining > p.fullest {
+		p.fullest = s.Quota.Remaining
+	}
+	if slack && 2*s.Quota.Remaining >= p.fullest && p.rate < p.ceiling {
+		// The server's bucket is at least half as full as it has been
+		// seen: it has room now, and the next request in line goes at
+		// once rather than at its turn, unless the pace is at the rate
+		// the quota states. (A client whose pace fell during a storm is
+		// not held to it once the server sits idle.)
+		p.ln.goNow(now)
+	}
+	step := max(p.cfg.Probe, p.ln.interval)
 	if slack || !counted && now.Sub(p.lastProbe) >= step {
-		// Without a remaining count the pace grows with calm time: by
-		// Increase for each step (a Probe interval, or a pacing interval if
-		// longer) since the last raise, so a client that went quiet is not
-		// held at its old pace. Once a throttle has hit the pace it grows
-		// gently: a quarter of a step per success, which keeps the share
-		// of refused requests low (about one in seven at the defaults).
+		// Without a remaining count the pace grows with calm time, per
+		// step (a Probe interval, or a pacing interval if longer) since
+		// the last raise, so a client that went quiet is not held at its
+		// old pace: it doubles each step, as TCP's slow start does, until a
+		// throttle hits it, and after a throttle it doubles back to near
+		// the pace the server refused: a pace that starts, or fell, at one
+		// request a second is back within about two seconds of calm. Near
+		// the refused pace it grows gently while throttles are recent (a
+		// quarter of Increase per success, which keeps the share of
+		// refused requests low), and by Increase a step after a calm spell.
 		raisedAt := p.lastProbe
-		steps := float64(now.Sub(p.lastProbe)) / float64(step)
-		up := math.Pow(p.cfg.Increase, math.Min(steps, 100))
-		if p.settled {
+		steps := math.Min(float64(now.Sub(p.lastProbe))/float64(step), 100)
+		var up float64
+		switch near := p.cfg.Decrease * p.refused; {
+		case p.refused == 0:
+			up = math.Pow(2, steps)
+		case p.rate < near:
+			up = math.Min(math.Pow(2, steps), near/p.rate) // back to near the refused pace, not past it
+		case p.settled:
 			up = 1 + (p.cfg.Increase-1)/4
+		default:
+			up = math.Pow(p.cfg.Increase, steps) // calm for a while: probe past the refused pace
 		}
 		p.lastProbe = now
 		r := p.rate * up
@@ -371,7 +511,7 @@ func (p *Pacer) calmLocked(s Signal) {
 			r = p.rate
 		}
 		if r = math.Min(r, p.ceiling); r > p.rate {
-			p.setRateLocked(r)
+			p.setRateLocked(now, r)
 		}
 	}
 	if now.Sub(p.lastThrottle) >= p.cfg.Calm && now.Sub(p.lastDelay) >= p.cfg.Calm {
@@ -380,25 +520,21 @@ func (p *Pacer) calmLocked(s Signal) {
 	}
 }
 
-func (p *Pacer) setRateLocked(r float64) {
-	old := p.lim.interval
+// setRateLocked sets the pace at now: the places waiting move to it.
+func (p *Pacer) setRateLocked(now time.Time, r float64) {
 	p.rate = r
 	p.publish(r)
-	p.lim.set(r, 1)
-	// The next free slot is one interval after the last one given out:
-	// move it with the interval, so a faster pace takes effect at once.
-	p.lim.tat = p.lim.tat.Add(p.lim.interval - old)
+	p.ln.setInterval(now, interval(r))
 }
 
-// AtFloor reports a pacer that is pacing at its slowest: a server that
-// still refuses is not asking for a slower pace but refusing outright.
-func (p *Pacer) AtFloor() bool {
-	if !p.active.Load() {
-		return false
+// interval is the time between requests at rate r, at least a nanosecond
+// and at most maxInterval.
+func interval(r float64) time.Duration {
+	d := float64(time.Second) / r
+	if !(d < float64(maxInterval)) {
+		return maxInterval
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rate <= p.cfg.MinRate
+	return max(1, time.Duration(d))
 }
 
 // Interval is the time between requests at the current pace, and zero

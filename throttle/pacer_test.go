@@ -104,7 +104,7 @@ func TestPacerInactive(t *testing.T) {
 	p := throttle.NewPacer(throttle.PacerConfig{})
 	wantInactive(t, p, "new pacer")
 	for i, dl := range []time.Time{{}, at(time.Second), at(-time.Second)} {
-		if got, ok := p.Reserve(t0, dl); !got.Equal(t0) || !ok {
+		if got, ok := takeTurn(p, t0, dl); !got.Equal(t0) || !ok {
 			t.Errorf("case %d: inactive Reserve(t0, %v) = t0+%v, %v; want t0, true", i, dl, got.Sub(t0), ok)
 		}
 	}
@@ -128,7 +128,7 @@ func TestPacerInactiveAllocs(t *testing.T) {
 	p := throttle.NewPacer(throttle.PacerConfig{})
 	s := quota(success(0, 10*ms), 100, 50, time.Second)
 	plain := success(0, 10*ms)
-	if n := testing.AllocsPerRun(1000, func() { p.Reserve(t0, time.Time{}) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { takeTurn(p, t0, time.Time{}) }); n != 0 {
 		t.Errorf("inactive Reserve allocates %v times, want 0", n)
 	}
 	if n := testing.AllocsPerRun(1000, func() { p.Observe(plain); p.Observe(s) }); n != 0 {
@@ -399,8 +399,11 @@ func TestPacerThrottleNeverRaises(t *testing.T) {
 	}
 }
 
-func TestPacerReserveSpacing(t *testing.T) {
-	p := activated(t, time.Second) // 1/s; the first slot is an interval away
+// Places in line come one interval apart; a request is refused a place
+// only when even at the fastest pace the server is known to allow (95/s,
+// its stated quota) its turn would come after its deadline.
+func TestPacerTakeSpacing(t *testing.T) {
+	p := activated(t, time.Second) // 1/s; the first turn an interval away
 	steps := []struct {
 		now, deadline time.Duration // deadline -1: none
 		want          time.Duration
@@ -408,35 +411,89 @@ func TestPacerReserveSpacing(t *testing.T) {
 	}{
 		{0, -1, time.Second, true},
 		{0, -1, 2 * time.Second, true},
-		{0, 2500 * ms, 3 * time.Second, false}, // past the deadline: nothing reserved
-		{0, 2999 * ms, 3 * time.Second, false},
-		{0, 3 * time.Second, 3 * time.Second, true},
-		{500 * ms, -1, 4 * time.Second, true},
+		{0, 2500 * ms, 3 * time.Second, true},                        // past the deadline at 1/s, but not at 95/s: it may move up
+		{0, 2 * ms, 4 * time.Second, false},                          // four places ahead of it: 42 ms at 95/s
+		{500 * ms, -1, 4 * time.Second, true},                        // the refused place was given back
 		{10 * time.Second, 10 * time.Second, 10 * time.Second, true}, // idle: at once, no credit
-		{10 * time.Second, 10 * time.Second, 11 * time.Second, false},
+		{10 * time.Second, -1, 11 * time.Second, true},
 	}
 	for i, s := range steps {
 		var dl time.Time
 		if s.deadline >= 0 {
 			dl = at(s.deadline)
 		}
-		got, ok := p.Reserve(at(s.now), dl)
+		got, ok := takeTurn(p, at(s.now), dl)
 		if !got.Equal(at(s.want)) || ok != s.ok {
-			t.Errorf("step %d: Reserve(t0+%v, %v) = t0+%v, %v; want t0+%v, %v", i, s.now, s.deadline, got.Sub(t0), ok, s.want, s.ok)
+			t.Errorf("step %d: Take(t0+%v, %v) = t0+%v, %v; want t0+%v, %v", i, s.now, s.deadline, got.Sub(t0), ok, s.want, s.ok)
 		}
 	}
+}
+
+// Without quota fields nor a refusal at the current pace, the pace may yet
+// rise any amount: no place is refused. Once the server has refused a
+// pace, that pace bounds the hope.
+func TestPacerTakeRefusesTheHopeless(t *testing.T) {
+	p := throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, time.Second)) // 1/s, nothing known of the server's rate
+	for i := range 100 {
+		if _, ok := takeTurn(p, t0, at(time.Second)); !ok {
+			t.Fatalf("place %d refused though the pace may rise", i)
+		}
+	}
+	p = throttle.NewPacer(throttle.PacerConfig{})
+	p.Observe(tooMany(-10*ms, 0, time.Second))
+	p.Observe(tooMany(1500*ms, 1600*ms, time.Second)) // refused at 1/s: 0.7/s now, 1/s at best
+	var refused bool
+	for range 10 {
+		if _, ok := takeTurn(p, at(1600*ms), at(5*time.Second)); !ok {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("10 places within 3.4 s at a pace the server refused above 1/s: none refused")
+	}
+}
+
+// The places waiting move up when the pace rises: a turn is reckoned anew
+// at each look.
+func TestPacerTurnMovesUp(t *testing.T) {
+	p := activated(t, time.Second)
+	var places []throttle.Place
+	for range 5 {
+		pl, _, _ := p.Take(t0, time.Time{})
+		places = append(places, pl)
+	}
+	last, _ := p.Turn(places[4], t0, time.Time{})
+	if want := at(5 * time.Second); !last.Equal(want) {
+		t.Fatalf("fifth place at 1/s: turn t0+%v, want t0+5s", last.Sub(t0))
+	}
+	p.Observe(quota(success(-5*ms, 10*ms), 100, 0, time.Second)) // stale: up to the ceiling, 95/s
+	now := at(10 * ms)
+	for i, pl := range places {
+		got, ok := p.Turn(pl, now, time.Time{})
+		if !ok || got.Sub(now) > time.Duration(i+2)*p.Interval() {
+			t.Errorf("place %d after the rise: turn t0+%v, want within %d intervals of t0+10ms", i, got.Sub(t0), i+2)
+		}
+	}
+	// A place given up leaves the line: the last one is taken back whole.
+	p.Leave(places[4])
+	pl, at5, _ := p.Take(now, time.Time{})
+	if got, _ := p.Turn(places[3], now, time.Time{}); at5.Sub(got) != p.Interval() {
+		t.Errorf("a new place after the last one left: %v after the one before, want one interval", at5.Sub(got))
+	}
+	p.Leave(pl)
 }
 
 func TestPacerReserveOneIntervalApart(t *testing.T) {
 	p := activated(t, time.Second)
 	p.Observe(quota(success(-20*ms, 10*ms), 100, 0, time.Second)) // 95/s
 	iv := p.Interval()
-	prev, _ := p.Reserve(at(10*ms), time.Time{})
+	prev, _ := takeTurn(p, at(10*ms), time.Time{})
 	if d := prev.Sub(t0); d < 10*ms || d > 11*ms {
 		t.Errorf("first slot at t0+%v, want one interval (%v) after t0", d, iv)
 	}
 	for i := range 50 {
-		got, ok := p.Reserve(at(10*ms), time.Time{})
+		got, ok := takeTurn(p, at(10*ms), time.Time{})
 		if !ok {
 			t.Fatalf("reservation %d refused without a deadline", i)
 		}
@@ -449,13 +506,14 @@ func TestPacerReserveOneIntervalApart(t *testing.T) {
 	last := prev
 	p.Observe(quota(success(-1*ms, 20*ms), 200, 0, time.Second)) // stale: the new ceiling, 190/s
 	iv = p.Interval()
-	if got, _ := p.Reserve(at(10*ms), time.Time{}); got.Sub(last) > iv+time.Nanosecond {
+	if got, _ := takeTurn(p, at(10*ms), time.Time{}); got.Sub(last) > iv+time.Nanosecond {
 		t.Errorf("after a raise to %v, the next slot is %v after the last, want at most %v", 190.0, got.Sub(last), iv)
 	}
 }
 
-// Without quota fields the pace grows with calm time: Increase per step,
-// a step being a Probe interval or the pacing interval if longer.
+// Without quota fields the pace grows with calm time, doubling per step
+// (TCP's slow start) until a throttle hits it, a step being a Probe
+// interval or the pacing interval if longer.
 func TestPacerCalmGrowthWithoutQuota(t *testing.T) {
 	tests := []struct {
 		name string
@@ -464,10 +522,9 @@ func TestPacerCalmGrowthWithoutQuota(t *testing.T) {
 		want float64
 	}{
 		// Activated at 1/s: the pacing interval (1 s) is the step.
-		{"1s at defaults", throttle.PacerConfig{}, time.Second, 1.25},
-		{"3s at defaults", throttle.PacerConfig{}, 3 * time.Second, math.Pow(1.25, 3)},
+		{"1s at defaults", throttle.PacerConfig{}, time.Second, 2},
+		{"3s at defaults", throttle.PacerConfig{}, 3 * time.Second, 8},
 		{"999ms: not yet a step", throttle.PacerConfig{}, 999 * ms, 1},
-		{"1s at Increase 2", throttle.PacerConfig{Probe: 200 * ms, Increase: 2}, time.Second, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -481,21 +538,40 @@ func TestPacerCalmGrowthWithoutQuota(t *testing.T) {
 	// At a fast pace the Probe interval is the step.
 	p := throttle.NewPacer(throttle.PacerConfig{})
 	p.Observe(tooMany(-10*ms, 0, 10*ms)) // 100/s: interval 10 ms, step 100 ms
-	p.Observe(success(500*ms, time.Second))
-	r := 100 * math.Pow(1.25, 10)
-	wantRate(t, p, "after 1s", r)
-	for _, now := range []time.Duration{1050 * ms, 1099 * ms} {
+	p.Observe(success(50*ms, 200*ms))
+	r := 100 * math.Pow(2, 2)
+	wantRate(t, p, "after 200ms", r)
+	for _, now := range []time.Duration{250 * ms, 299 * ms} {
 		p.Observe(success(now-ms, now))
 		wantRate(t, p, fmt.Sprintf("at t0+%v", now), r)
 	}
 	// A raise needs the pace to have held a request back since the last
 	// one (without a stated ceiling, growth nobody used is not taken).
-	p.Observe(success(1100*ms-ms, 1100*ms))
+	p.Observe(success(300*ms-ms, 300*ms))
 	wantRate(t, p, "one probe later, nothing held back", r)
-	p.Reserve(at(1150*ms), time.Time{})
-	p.Reserve(at(1150*ms), time.Time{}) // waits: the pace holds it back
-	p.Observe(success(1200*ms-ms, 1200*ms))
-	wantRate(t, p, "one probe later, a request held back", r*1.25)
+	takeTurn(p, at(350*ms), time.Time{})
+	takeTurn(p, at(350*ms), time.Time{}) // waits: the pace holds it back
+	p.Observe(success(400*ms-ms, 400*ms))
+	wantRate(t, p, "one probe later, a request held back", r*2)
+
+	// After a throttle the pace doubles back to Decrease times the pace
+	// refused, not past it.
+	p = throttle.NewPacer(throttle.PacerConfig{})
+	grow := func(sent, now time.Duration) { // a success while requests wait
+		takeTurn(p, at(sent), time.Time{})
+		takeTurn(p, at(sent), time.Time{})
+		p.Observe(success(sent, now))
+	}
+	p.Observe(tooMany(-10*ms, 0, -1))        // 1/s
+	grow(500*ms, time.Second)                // 2/s
+	grow(1400*ms, 1500*ms)                   // 4/s
+	grow(1700*ms, 1750*ms)                   // 8/s
+	p.Observe(tooMany(1800*ms, 1850*ms, -1)) // refused at 8/s: down to the successes' rate
+	if r := rateOf(t, p, "after the throttle"); r > 2 {
+		t.Fatalf("pace %v/s after a throttle with 3 successes in 1.85 s", r)
+	}
+	grow(2*time.Second, 3*time.Second) // two steps of calm: back up, to 0.7 * 8
+	wantRate(t, p, "doubled back", 0.7*8)
 }
 
 // TestPacerGrowthWithQuotaWithoutRemaining: quota fields that state a limit
@@ -505,7 +581,7 @@ func TestPacerGrowthWithQuotaWithoutRemaining(t *testing.T) {
 	p := activated(t, time.Second)
 	ready := 10 * ms
 	for ready < 30*time.Second {
-		sent, _ := p.Reserve(at(ready), time.Time{})
+		sent, _ := takeTurn(p, at(ready), time.Time{})
 		d := sent.Sub(t0)
 		p.Observe(quota(success(d, d), 100, -1, time.Second))
 		ready = max(d, ready+10*ms) // wants 100/s
@@ -527,15 +603,15 @@ func TestPacerDeactivatesAfterCalm(t *testing.T) {
 		}
 		p.Observe(success(9990*ms, 10*time.Second))
 		wantInactive(t, p, "after 10 s of calm")
-		if got, ok := p.Reserve(at(10*time.Second), at(10*time.Second)); !got.Equal(at(10*time.Second)) || !ok {
+		if got, ok := takeTurn(p, at(10*time.Second), at(10*time.Second)); !got.Equal(at(10*time.Second)) || !ok {
 			t.Errorf("inactive Reserve = t0+%v, %v; want now, true", got.Sub(t0), ok)
 		}
 	})
 	t.Run("delay postpones", func(t *testing.T) {
 		p := throttle.NewPacer(throttle.PacerConfig{})
 		p.Observe(tooMany(-10*ms, 0, time.Second))
-		p.Reserve(at(5*time.Second), time.Time{})
-		if got, _ := p.Reserve(at(5*time.Second), time.Time{}); !got.After(at(5 * time.Second)) {
+		takeTurn(p, at(5*time.Second), time.Time{})
+		if got, _ := takeTurn(p, at(5*time.Second), time.Time{}); !got.After(at(5 * time.Second)) {
 			t.Fatal("the second Reserve at the same time did not wait")
 		}
 		p.Observe(success(9990*ms, 10*time.Second))
@@ -576,7 +652,7 @@ func TestPacerCalmCountsFromActivation(t *testing.T) {
 	if !p.Active() {
 		t.Fatal("a low quota did not activate the pacer")
 	}
-	if got, _ := p.Reserve(at(50*ms), time.Time{}); !got.Equal(at(50 * ms)) {
+	if got, _ := takeTurn(p, at(50*ms), time.Time{}); !got.Equal(at(50 * ms)) {
 		t.Fatalf("Reserve at 95/s 50ms after activation waited until t0+%v", got.Sub(t0))
 	}
 	p.Observe(quota(success(50*ms, 60*ms), 100, 4, time.Second))
@@ -598,7 +674,7 @@ func TestPacerConcurrentUse(t *testing.T) {
 				case 1:
 					p.Observe(quota(success(now-5*ms, now), 100, 50, time.Second))
 				case 2:
-					p.Reserve(at(now), at(now+time.Second))
+					takeTurn(p, at(now), at(now+time.Second))
 				default:
 					p.Interval()
 					p.Rate()
@@ -660,7 +736,7 @@ type traffic struct{ sent, refused int }
 func client(p *throttle.Pacer, srv server, from, until time.Time, gap time.Duration, watch func(now time.Time)) traffic {
 	var tr traffic
 	for ready := from; ready.Before(until); {
-		sent, _ := p.Reserve(ready, time.Time{})
+		sent, _ := takeTurn(p, ready, time.Time{})
 		s := srv(sent)
 		s.Sent, s.Now = sent, sent
 		p.Observe(s)
@@ -804,8 +880,8 @@ func TestPacerHoldsPaceWithoutQuota(t *testing.T) {
 	p := throttle.NewPacer(throttle.PacerConfig{})
 	tr := client(p, stormServer(500*ms, plain, plain), t0, at(30*time.Second), ms, nil)
 	t.Logf("%d sent, %d refused", tr.sent, tr.refused)
-	if tr.refused*5 > tr.sent {
-		t.Errorf("%d of %d requests refused, want at most a fifth", tr.refused, tr.sent)
+	if tr.refused*4 > tr.sent {
+		t.Errorf("%d of %d requests refused, want at most a quarter", tr.refused, tr.sent)
 	}
 }
 
@@ -842,4 +918,11 @@ func TestPacerSuccessRateSinceActivation(t *testing.T) {
 	if r := rateOf(t, p, "after a throttle 0.5 s in"); r < ceiling95*0.7-1e-9 {
 		t.Fatalf("rate %v, want rate*0.7 (%v): 90/s of successes over the 0.5 s since activation", r, ceiling95*0.7)
 	}
+}
+
+// reserve takes a place for a request ready at now and returns its turn,
+// as a caller that sleeps until then without looking again would.
+func takeTurn(p *throttle.Pacer, now, deadline time.Time) (time.Time, bool) {
+	_, at, ok := p.Take(now, deadline)
+	return at, ok
 }
