@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/clock"
 )
 
@@ -46,6 +47,24 @@ type ServerConfig struct {
 	// Clock refills the bucket; nil means the wall clock. Tests share a fake
 	// clock between the server and the clients to run in virtual time.
 	Clock clock.Clock
+	// Recorder, if not nil, is told of every request the API answers.
+	Recorder Recorder
+}
+
+// Arrival is one request as the API saw it.
+type Arrival struct {
+	At       time.Time // when the API took it, on the server's clock
+	Admitted bool      // answered 200; false: 429
+	// Attempt is the request's Heed-Attempt header: 2 or more for a heed
+	// retry, 0 when absent (a first attempt, or a client that is not heed).
+	Attempt int
+}
+
+// Recorder receives the API's arrivals. Arrive is called in the handler's
+// goroutine, concurrently for concurrent requests, after the bucket's
+// decision and before the response is written.
+type Recorder interface {
+	Arrive(Arrival)
 }
 
 // DefaultServer is the scenario of design.md: 100 req/s, burst 10, 429 with
@@ -131,6 +150,10 @@ func (s *API) take(now time.Time) (ok bool, left float64, next, full time.Durati
 func (s *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Clock.Now()
 	ok, left, next, full := s.take(now)
+	if s.cfg.Recorder != nil {
+		n, _ := strconv.Atoi(r.Header.Get(heed.HeaderAttempt))
+		s.cfg.Recorder.Arrive(Arrival{At: now, Admitted: ok, Attempt: n})
+	}
 	h := w.Header()
 	if !s.cfg.NoRateLimitHeaders {
 		h.Set("X-RateLimit-Limit", strconv.FormatFloat(s.cfg.Rate, 'f', -1, 64))

@@ -278,7 +278,7 @@ func run(ctx context.Context, cfg Config, st Strategy, k int, rate float64) (Poi
 	hits := make([]int64, k)
 	// One stream per chain length, whatever the rate and the kind: the
 	// points of a sweep fail the same draws.
-	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(k)))
+	rng := vclock.Rand(cfg.Seed, uint64(k))
 	fail := func() bool { return rate >= 1 || rng.Float64() < rate }
 	// The bottom tier.
 	var next http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -309,7 +309,7 @@ func run(ctx context.Context, cfg Config, st Strategy, k int, rate float64) (Poi
 	for i := k - 2; i >= 0; i-- {
 		h := &hop{clk: clk, rtt: cfg.Latency, handler: next, middleware: st.wrap != nil && i+1 < k-1, refuse: refuse}
 		refuse = nil
-		c, err := st.client(h, clk, rand.New(rand.NewPCG(cfg.Seed, uint64(1000*k+i))))
+		c, err := st.client(h, clk, vclock.Rand(cfg.Seed, uint64(1000*k+i)))
 		if err != nil {
 			return Point{}, err
 		}

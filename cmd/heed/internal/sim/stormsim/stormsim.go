@@ -195,7 +195,7 @@ func run(ctx context.Context, cfg Config, st Strategy, progress func(done int)) 
 			clients[i] = clients[0]
 			continue
 		}
-		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+		rng := vclock.Rand(cfg.Seed, uint64(i))
 		if clients[i], err = st.client(base, clk, rng); err != nil {
 			return Result{}, err
 		}

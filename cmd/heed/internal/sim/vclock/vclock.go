@@ -19,6 +19,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -233,4 +234,22 @@ func (n *Network) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp := rec.Result()
 	resp.Request = req
 	return resp, nil
+}
+
+// Rand returns the random source of one stream (an actor, a client) of a
+// simulation seeded with seed. Seed and stream are mixed (SplitMix64) into
+// the PCG's state: math/rand/v2's PCG seeded with one seed and nearby
+// stream numbers gives correlated draws (their second Float64s can all lie
+// within a few hundredths), which would make simulated clients jitter
+// alike.
+func Rand(seed, stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(splitmix(seed^splitmix(stream)), splitmix(stream+0x9e3779b97f4a7c15^seed)))
+}
+
+// splitmix is SplitMix64's finalizer: a bijective scramble of x.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -111,3 +111,31 @@ func TestRunWaitsForABusyActor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The streams of one seed are not correlated: the second draws of 50
+// nearby streams spread over [0, 1) as independent uniforms would (with
+// math/rand/v2's PCG(seed, stream) many of them fall within 0.05 of each
+// other).
+func TestRandStreamsIndependent(t *testing.T) {
+	for seed := range uint64(5) {
+		var draws []float64
+		for stream := range uint64(50) {
+			r := Rand(seed, stream)
+			r.Float64()
+			draws = append(draws, r.Float64())
+		}
+		// In any window of width 0.1, 50 uniforms put about 5; more than
+		// 14 has a chance below one in a million.
+		for lo := 0.0; lo < 0.9; lo += 0.05 {
+			n := 0
+			for _, d := range draws {
+				if d >= lo && d < lo+0.1 {
+					n++
+				}
+			}
+			if n > 14 {
+				t.Fatalf("seed %d: %d of 50 second draws in [%.2f, %.2f)", seed, n, lo, lo+0.1)
+			}
+		}
+	}
+}
