@@ -350,6 +350,16 @@ func (p *Pacer) learnQuota(s Signal) {
 	}
 }
 
+// The fair-share steps of a pace whose server's bucket is near empty: a
+// success that took the last token lowers the pace by fairDecrease, one
+// that left a token raises it by fairIncrease of the stated rate. Chosen
+// on the 429 storm with 50 independent clients (a tenth and a hundredth
+// gave the shortest makespans of 0.8/0.9/0.95 and 0.002-0.02).
+const (
+	fairDecrease = 0.9
+	fairIncrease = 0.01
+)
+
 // fixedWindow is the window length from which a quota is read as a fixed
 // window to be spent evenly rather than a bucket that refills as it goes.
 const fixedWindow = 10 * time.Second
@@ -473,29 +483,45 @@ func (p *Pacer) calmLocked(s Signal) {
 		p.ln.goNow(now)
 	}
 	step := max(p.cfg.Probe, p.ln.interval)
+	if counted && !slack && !math.IsInf(p.ceiling, 1) {
+		// The server's bucket is near empty: it is at its rate, shared by
+		// clients that may not know of each other. Each success that took
+		// its last token lowers the pace by a tenth (once a round), each
+		// that left one raises it by a hundredth of the stated rate (once
+		// a step): additive increase and multiplicative decrease, so the
+		// clients' paces converge on fair shares of the server (Chiu and
+		// Jain), the ones that got ahead giving up the most.
+		switch {
+		case s.Quota.Remaining == 0 && s.Sent.After(p.lastDecrease) && s.Sent.After(p.oldSlots):
+			if p.ln.next > 0 {
+				p.oldSlots = p.ln.turn(p.ln.next - 1)
+			}
+			p.setRateLocked(now, math.Max(p.cfg.MinRate, p.rate*fairDecrease))
+			p.lastDecrease = now
+		case s.Quota.Remaining >= 1 && now.Sub(p.lastProbe) >= step:
+			p.lastProbe = now
+			p.setRateLocked(now, math.Min(p.ceiling, p.rate+fairIncrease*p.ceiling))
+		}
+	}
 	if slack || !counted && now.Sub(p.lastProbe) >= step {
 		// Without a remaining count the pace grows with calm time, per
 		// step (a Probe interval, or a pacing interval if longer) since
 		// the last raise, so a client that went quiet is not held at its
-		// old pace: it doubles each step, as TCP's slow start does, until a
-		// throttle hits it, and after a throttle it doubles back to near
-		// the pace the server refused: a pace that starts, or fell, at one
-		// request a second is back within about two seconds of calm. Near
-		// the refused pace it grows gently while throttles are recent (a
-		// quarter of Increase per success, which keeps the share of
-		// refused requests low), and by Increase a step after a calm spell.
+		// old pace. It doubles each step, as TCP's slow start does; after
+		// a throttle it doubles back to Decrease times the pace the server
+		// refused, then grows gently while throttles are recent (a quarter
+		// of Increase per success, which keeps the share of refused
+		// requests low), and doubles again after Calm/5 without one (the
+		// refused pace may be stale: the storm that set it may be over). A
+		// pace that started, or fell, at one request a second is back at
+		// any rate within a few seconds of calm.
 		raisedAt := p.lastProbe
 		steps := math.Min(float64(now.Sub(p.lastProbe))/float64(step), 100)
-		var up float64
-		switch near := p.cfg.Decrease * p.refused; {
-		case p.refused == 0:
-			up = math.Pow(2, steps)
-		case p.rate < near:
-			up = math.Min(math.Pow(2, steps), near/p.rate) // back to near the refused pace, not past it
-		case p.settled:
+		up := math.Pow(2, steps)
+		if near := p.cfg.Decrease * p.refused; p.rate < near {
+			up = math.Min(up, near/p.rate) // back to near the refused pace, not past it
+		} else if p.settled {
 			up = 1 + (p.cfg.Increase-1)/4
-		default:
-			up = math.Pow(p.cfg.Increase, steps) // calm for a while: probe past the refused pace
 		}
 		p.lastProbe = now
 		r := p.rate * up

@@ -263,8 +263,13 @@ func TestPacerSettlesOnNearEmptyQuota(t *testing.T) {
 				per := float64(time.Second) / float64(ra)
 				start := rateOf(t, p, "activated")
 				p.Observe(quota(success(10*ms, 20*ms), 100, remaining, time.Second))
-				wantRate(t, p, "after a near-empty success", start) // no climb on an empty quota
-				r := start
+				// No climb on a near-empty quota: a success that took the
+				// last token lowers the pace by a tenth; one that left one
+				// raises it by at most a hundredth of the stated rate.
+				r := rateOf(t, p, "after a near-empty success")
+				if remaining == 0 && !near(r, start*0.9) || remaining == 1 && (r < start || r > start+ceiling95/100) {
+					t.Fatalf("after a success leaving %d: rate %v -> %v", remaining, start, r)
+				}
 				for i := 1; i <= 12; i++ {
 					now := 20*ms + time.Duration(i)*20*ms
 					p.Observe(quota(success(now-10*ms, now), 100, 9, time.Second))
@@ -875,13 +880,16 @@ func TestPacerStormOverWithoutQuota(t *testing.T) {
 
 // TestPacerHoldsPaceWithoutQuota: against a server that admits 2 requests
 // a second and sends no quota fields, a client that wants more should be
-// held near 2/s, with few of its requests refused.
+// held near 2/s, with a bounded share of its requests refused.
 func TestPacerHoldsPaceWithoutQuota(t *testing.T) {
 	p := throttle.NewPacer(throttle.PacerConfig{})
 	tr := client(p, stormServer(500*ms, plain, plain), t0, at(30*time.Second), ms, nil)
 	t.Logf("%d sent, %d refused", tr.sent, tr.refused)
-	if tr.refused*4 > tr.sent {
-		t.Errorf("%d of %d requests refused, want at most a quarter", tr.refused, tr.sent)
+	// About one in three is refused: after two seconds without a refusal
+	// the pace doubles again (a refused pace may be stale), which against
+	// a server this slow and silent finds its limit every few seconds.
+	if tr.refused*3 > tr.sent+2 {
+		t.Errorf("%d of %d requests refused, want at most about a third", tr.refused, tr.sent)
 	}
 }
 
