@@ -83,7 +83,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		if err == nil {
 			p.settle(ks, t, Outcome{Attempt: n}, time.Time{})
 			if ks.throttle.pacing() {
-				p.observe(&ks.throttle, aStart, time.Time{}, &http.Response{StatusCode: http.StatusOK})
+				p.observe(&ks.throttle, aStart, time.Time{}, &http.Response{StatusCode: http.StatusOK}, p.rand())
 			}
 			if len(p.hooks) > 0 {
 				c.attempts = append(c.attempts, Attempt{Number: n, Start: aStart, Duration: p.clock.Now().Sub(aStart)})
@@ -97,8 +97,9 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		a := Attempt{Number: n, Start: aStart, Duration: now.Sub(aStart), Err: err}
 		var h http.Header
 		a.Status, h = o.status()
+		draw := p.rand()
 		if a.Status != 0 {
-			p.observe(&ks.throttle, aStart, now, &http.Response{StatusCode: a.Status, Header: h})
+			p.observe(&ks.throttle, aStart, now, &http.Response{StatusCode: a.Status, Header: h}, draw)
 		}
 		if ctx.Err() != nil {
 			p.settle(ks, t, Outcome{Err: context.Canceled}, now)
@@ -113,7 +114,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			c.attempts = append(c.attempts, a)
 			return v, err
 		}
-		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: p.rand(), Pace: ks.throttle.interval(), Waited: waited, RateLimited: rateLimited})
+		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: draw, Pace: ks.throttle.interval(), Waited: waited, RateLimited: rateLimited})
 		p.settle(ks, t, o, now)
 		if d.Retry {
 			d = p.gate(ks, d, a.Status, now) // after settle: this attempt may have opened the breaker

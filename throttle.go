@@ -256,7 +256,12 @@ func hasQuotaFields(h http.Header) bool {
 
 // observe tells the key's pacer what a response said. sent is when its
 // request left (zero if unknown).
-func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Response) {
+//
+// draw is the attempt's random draw: the one its retry's jitter uses, so
+// that a pace the response starts takes its first turn at the same point
+// of its interval as the retry, rather than at an independent one that
+// would delay the retry further (the later of two draws).
+func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Response, draw float64) {
 	pc := t.pacer
 	if pc == nil || resp == nil {
 		return
@@ -271,7 +276,7 @@ func (p *Policy) observe(t *throttleState, sent, now time.Time, resp *http.Respo
 	if now.IsZero() {
 		now = p.clock.Now()
 	}
-	s := throttle.Signal{Now: now, Sent: sent, Draw: p.rand()}
+	s := throttle.Signal{Now: now, Sent: sent, Draw: draw}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		s.RetryAfter, s.HasRetryAfter = hint.RetryAfter(h, now)
 		throttled = throttled || s.HasRetryAfter // a 503 with a Retry-After is a push-back too

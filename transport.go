@@ -100,7 +100,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
 			p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
 			if l.ks.throttle.quotaFields(resp.Header) {
-				p.observe(&l.ks.throttle, time.Time{}, time.Time{}, resp)
+				p.observe(&l.ks.throttle, time.Time{}, time.Time{}, resp, p.rand())
 			}
 			return resp, nil
 		}
@@ -385,10 +385,11 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	// What the server said teaches the pacer first, so a retry's jitter is
 	// sized by the pace just learned.
 	var now time.Time
+	draw := -1.0 // the attempt's random draw, once taken
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable ||
 		l.ks.throttle.pacing() || l.ks.throttle.quotaFields(resp.Header)) {
-		now = p.clock.Now()
-		p.observe(&l.ks.throttle, aStart, now, resp)
+		now, draw = p.clock.Now(), p.rand()
+		p.observe(&l.ks.throttle, aStart, now, resp, draw)
 	}
 	// A plain success needs neither a decision nor the time.
 	var d Decision
@@ -396,7 +397,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		if now.IsZero() {
 			now = p.clock.Now()
 		}
-		d = p.Decide(l.outcome(n, areq, resp, err, wrote), l.when(now))
+		d = p.Decide(l.outcome(n, areq, resp, err, wrote), l.when(now, draw))
 	}
 	status := 0
 	if resp != nil {
@@ -409,7 +410,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
 			now = p.clock.Now()
-			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), l.when(now))
+			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), l.when(now, draw))
 		}
 	}
 	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
@@ -458,9 +459,13 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	return nil, nil, errRetry
 }
 
-// when is the time side of the decision after an attempt at now.
-func (l *loop) when(now time.Time) When {
-	return When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: l.p.rand(), Pace: l.ks.throttle.interval(), Waited: l.waited, RateLimited: l.rateLimited}
+// when is the time side of the decision after an attempt at now, with the
+// attempt's random draw (a fresh one if it has none yet).
+func (l *loop) when(now time.Time, draw float64) When {
+	if draw < 0 {
+		draw = l.p.rand()
+	}
+	return When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: draw, Pace: l.ks.throttle.interval(), Waited: l.waited, RateLimited: l.rateLimited}
 }
 
 // outcome describes attempt n for the decision core.
