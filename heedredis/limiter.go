@@ -53,10 +53,16 @@ type Limiter struct {
 	local     *throttle.Limiter // the fallback while Redis fails
 	leaseSize int               // slots per round trip
 
-	mu      sync.Mutex
-	slots   []time.Time   // leased, in order, on the local clock
-	leasing chan struct{} // closed when the lease in flight ends; nil when none
-	f       fault
+	mu    sync.Mutex
+	slots []time.Time // leased, in order, on the local clock
+	// Switching between Redis and the local fallback must not book the
+	// same moments twice: the callers asleep on slots of one kind still
+	// send at them. A local slot comes after the last leased one handed
+	// out (leasedLast), and a leased slot after the last local one, one
+	// fleet interval apart (localNext).
+	leasedLast, localNext time.Time
+	leasing               chan struct{} // closed when the lease in flight ends; nil when none
+	f                     fault
 }
 
 var _ throttle.RateLimiter = (*Limiter)(nil)
@@ -195,15 +201,26 @@ func (l *Limiter) fromLease(now, deadline time.Time) (at time.Time, ok, decided 
 	if len(l.slots) == 0 {
 		return time.Time{}, false, false
 	}
-	at = l.slots[0]
+	at = later(l.slots[0], l.localNext)
 	if !deadline.IsZero() && at.After(deadline) {
 		return at, false, true
+	}
+	if l.slots[0].Before(l.localNext) {
+		l.localNext = at.Add(l.interval)
 	}
 	l.slots = l.slots[1:]
 	if at.Before(now) {
 		at = now
 	}
+	l.leasedLast = later(l.leasedLast, at)
 	return at, true, true
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Allow takes a slot only if one is free at now.
@@ -212,11 +229,20 @@ func (l *Limiter) Allow(now time.Time) bool {
 	return ok
 }
 
+// fallback reserves a slot of the local limiter, after the last leased
+// slot handed out: the callers asleep on slots leased from Redis before the
+// fault still send at them. It must be called without l.mu held.
 func (l *Limiter) fallback(now, deadline time.Time) (time.Time, bool) {
 	if l.s.cfg.FailClosed {
 		return now.Add(l.s.cfg.Retry), false
 	}
-	return l.local.ReserveBefore(now, deadline)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.local.ReserveBefore(later(now, l.leasedLast), deadline)
+	if ok {
+		l.localNext = later(l.localNext, at.Add(l.interval))
+	}
+	return at, ok
 }
 
 // lease asks Redis for up to Lease slots no further than ahead; refused is
