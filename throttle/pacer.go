@@ -385,6 +385,10 @@ func (p *Pacer) throttledLocked(s Signal) {
 		// gives this client. (Right after pacing began they tell nothing:
 		// those of the requests in flight before it were not counted.)
 		r = math.Min(r, math.Max(p.succ.rate(s.Now, p.activated), floor))
+		// But never below half the pace in one round: a client with one
+		// request in flight succeeds as often as it asks, and its success
+		// rate measures its demand, not its share of the server.
+		r = math.Max(r, p.rate/2)
 	}
 	r = math.Max(floor, math.Min(r, p.ceiling))
 	p.refused = p.rate

@@ -299,12 +299,14 @@ func TestPacerThrottleDecrease(t *testing.T) {
 		ra        time.Duration // of the throttle; -1 for none
 		want      float64
 	}{
-		{"no successes: 1/RA", 1, time.Second, 1},
-		{"success rate 10/s", 30, time.Second, 10},
+		// The success rate sets the pace, but one round never more than
+		// halves it.
+		{"no successes: half", 1, time.Second, ceiling95 / 2},
+		{"success rate 10/s: half", 30, time.Second, ceiling95 / 2},
 		{"success rate 50/s", 150, time.Second, 50},
 		{"success rate 100/s: rate*0.7", 300, time.Second, ceiling95 * 0.7},
-		{"Retry-After 250ms: 4/s", 3, 250 * ms, 4},
-		{"no Retry-After: MinRate", 1, -1, 0.5},
+		{"Retry-After 250ms: half", 3, 250 * ms, ceiling95 / 2},
+		{"no Retry-After: half", 1, -1, ceiling95 / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,11 +348,11 @@ func TestPacerThrottleAfterDecreaseLowersAgain(t *testing.T) {
 		p.Observe(quota(success(-5*ms, 2900*ms), 100, 0, time.Second)) // 20/s of successes over 3 s
 	}
 	p.Observe(tooMany(3000*ms, 3010*ms, time.Second))
-	wantRate(t, p, "first decrease", 20)
+	wantRate(t, p, "first decrease", ceiling95/2) // to the 20/s of successes, but at most halved
 	p.Observe(tooMany(3015*ms, 3030*ms, time.Second)) // sent after the first decrease
-	wantRate(t, p, "second decrease", 14)
+	wantRate(t, p, "second decrease", ceiling95/4)
 	p.Observe(tooMany(3020*ms, 3040*ms, time.Second)) // sent before the second
-	wantRate(t, p, "throttle from before the second decrease", 14)
+	wantRate(t, p, "throttle from before the second decrease", ceiling95/4)
 }
 
 func TestPacerZeroSentNeverLowers(t *testing.T) {
@@ -571,12 +573,12 @@ func TestPacerCalmGrowthWithoutQuota(t *testing.T) {
 	grow(500*ms, time.Second)                // 2/s
 	grow(1400*ms, 1500*ms)                   // 4/s
 	grow(1700*ms, 1750*ms)                   // 8/s
-	p.Observe(tooMany(1800*ms, 1850*ms, -1)) // refused at 8/s: down to the successes' rate
-	if r := rateOf(t, p, "after the throttle"); r > 2 {
-		t.Fatalf("pace %v/s after a throttle with 3 successes in 1.85 s", r)
-	}
-	grow(2*time.Second, 3*time.Second) // two steps of calm: back up, to 0.7 * 8
-	wantRate(t, p, "doubled back", 0.7*8)
+	p.Observe(tooMany(1800*ms, 1850*ms, -1)) // refused at 8/s: halved (3 successes in 1.85 s would say 1.6/s)
+	wantRate(t, p, "after the throttle", 4)
+	p.Observe(tooMany(2600*ms, 2650*ms, -1)) // and again, in a later round: 2/s
+	wantRate(t, p, "after a second throttle", 2)
+	grow(2700*ms, 3700*ms) // calm: back up, to 0.7 times the 4/s refused last
+	wantRate(t, p, "doubled back", 0.7*4)
 }
 
 // TestPacerGrowthWithQuotaWithoutRemaining: quota fields that state a limit
