@@ -295,7 +295,7 @@ per rate, and with -out a success and an amplification chart per K.`, stderr)
 	interval := f.fs.Duration("interval", 50*time.Millisecond, "time between requests into the top")
 	latency := f.fs.Duration("latency", time.Millisecond, "each hop's round trip")
 	deadline := f.fs.Duration("deadline", 0, "each top-level request's deadline, in virtual time (0: none); the client\nsends it in Heed-Timeout and gives up then, which cancels the request's work")
-	strategies := f.fs.String("strategies", "all", "comma-separated: one-retry, naive, heed-no-budget, heed-no-breaker, heed;\nor all")
+	strategies := f.fs.String("strategies", "one-retry,heed-no-budget,heed-no-breaker,heed", "comma-separated: one-retry, naive, heed-no-budget, heed-no-breaker, heed;\nor all (naive, 6 attempts a tier, sends 6^(K-1) to the bottom for each\nrequest: keep K small)")
 	var bnames []string
 	for _, b := range chainsim.Breakers() {
 		bnames = append(bnames, b.Name)

@@ -71,6 +71,10 @@ func ParseFailKind(s string) (FailKind, error) {
 	return "", fmt.Errorf("%q: want 503, 500 or refused", s)
 }
 
+// maxBottom bounds the requests a plain strategy may send to the bottom in
+// one run: about a minute of simulation.
+const maxBottom = 2e7
+
 // Validate reports settings that cannot work.
 func (c Config) Validate() error {
 	switch {
@@ -91,6 +95,16 @@ func (c Config) Validate() error {
 	case len(c.Strategies) == 0:
 		return errors.New("no strategy")
 	}
+	// A plain loop multiplies through the chain: refuse a run that would
+	// send more than maxBottom requests to the bottom (hours of work).
+	for _, st := range c.Strategies {
+		for _, k := range c.Tiers {
+			if st.attempts > 0 && float64(c.Requests)*math.Pow(float64(st.attempts), float64(k-1)) > maxBottom {
+				return fmt.Errorf("%s at K = %d could send %.3g requests to the bottom (%d^%d for each of %d): use fewer tiers or requests",
+					st.Name, k, float64(c.Requests)*math.Pow(float64(st.attempts), float64(k-1)), st.attempts, k-1, c.Requests)
+			}
+		}
+	}
 	for i, r := range c.FailRates {
 		if !(r >= 0 && r <= 1) {
 			return fmt.Errorf("fail rate %v: want 0 to 1", r)
@@ -105,6 +119,10 @@ func (c Config) Validate() error {
 // Strategy is the retry policy every tier uses.
 type Strategy struct {
 	Name string
+	// attempts, for a plain loop, is how many attempts each tier makes at
+	// most: a chain of K sends up to attempts^(K-1) requests to the bottom
+	// for each that enters the top. 0: bounded otherwise (heed).
+	attempts int
 	// client returns the client a tier calls the next one with.
 	client func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error)
 	// wrap, if set, wraps each calling tier's handler (heed.Middleware).
@@ -114,7 +132,7 @@ type Strategy struct {
 // plainStrategy retries at once, up to attempts in all, on any transport
 // error or status of 500 and above.
 func plainStrategy(name string, attempts int) Strategy {
-	return Strategy{Name: name, client: func(base http.RoundTripper, _ clock.Clock, _ *rand.Rand) (*http.Client, error) {
+	return Strategy{Name: name, attempts: attempts, client: func(base http.RoundTripper, _ clock.Clock, _ *rand.Rand) (*http.Client, error) {
 		return &http.Client{Transport: chain.Plain{Next: base, Attempts: attempts}}, nil
 	}}
 }

@@ -112,6 +112,7 @@ func TestBadConfig(t *testing.T) {
 		"rate twice":    func(c *Config) { c.FailRates = []float64{0.5, 0.5} },
 		"bad kind":      func(c *Config) { c.FailKind = "502" },
 		"neg. deadline": func(c *Config) { c.Deadline = -time.Second },
+		"naive, K = 10": func(c *Config) { c.Tiers, c.Requests = []int{10}, 200 }, // 6^9 each: hours
 	} {
 		c := ok
 		mutate(&c)
