@@ -304,3 +304,26 @@ func TestSpreadSizedByPace(t *testing.T) {
 		}
 	}
 }
+
+// A 429 refused again and again for one call waits longer each time: at
+// least its backoff for the number of refusals so far, past the hint that
+// tells every client the same second. It does not use up an attempt.
+func TestRepeatedRefusalsBackOff(t *testing.T) {
+	p := mustPolicy(t)
+	ra := http.Header{"Retry-After": {"1"}}
+	first := p.Decide(statusOutcome(1, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: time.Second})
+	if !first.Retry || !first.RateLimited || first.Wait > 2*time.Second {
+		t.Fatalf("first refusal: %+v", first)
+	}
+	// Ten refusals in: the backoff (full jitter from 500 ms, capped at
+	// 30 s) for 10, at a high draw, is near 30 s.
+	later := p.Decide(statusOutcome(11, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: time.Second, RateLimited: 10, Waited: 20 * time.Second})
+	if !later.Retry || !later.RateLimited || later.Wait < 25*time.Second {
+		t.Fatalf("eleventh refusal: %+v, want a retry after about 30 s", later)
+	}
+	// The cap on a call's waiting still holds: 50 s waited, 10 left.
+	capped := p.Decide(statusOutcome(11, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: time.Second, RateLimited: 10, Waited: 50 * time.Second})
+	if !capped.Retry || capped.Wait > 10*time.Second {
+		t.Fatalf("with 10 s of waiting left: %+v", capped)
+	}
+}

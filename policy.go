@@ -202,6 +202,13 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 		}
 		span := min(max(wait, w.Pace, p.baseWait(), minHintJitter), maxHintJitter)
 		total := min(wait+time.Duration(float64(span)*clampDraw(draw)), p.maxWait)
+		if d.RateLimited && w.RateLimited > 0 {
+			// Refused for rate again: wait at least as a backoff would
+			// after as many refusals, so that a server swamped by more
+			// clients than it can serve in time is not asked ever more
+			// often (the hint, a whole second or so, is the same for all).
+			total = max(total, min(p.backoff.Delay(w.RateLimited, prev, draw), p.maxWait))
+		}
 		switch {
 		case !deadline.IsZero() && !now.Add(total).Before(deadline):
 			total = wait // the jitter may not eat the time left for the attempt
@@ -211,7 +218,14 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 		d.Retry, d.Wait, d.Source = true, total, src
 		return d
 	}
-	wait = min(p.backoff.Delay(o.Attempt-1-w.RateLimited, prev, draw), p.maxWait)
+	// The backoff grows with the failures so far; after a hint-less 429
+	// it grows with the call's refusals for rate, which do not count as
+	// failures.
+	n := o.Attempt - 1 - w.RateLimited
+	if d.RateLimited {
+		n = w.RateLimited
+	}
+	wait = min(p.backoff.Delay(n, prev, draw), p.maxWait)
 	if !deadline.IsZero() && !now.Add(wait).Before(deadline) {
 		d.Reason = ErrDeadline
 		return d
