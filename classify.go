@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 )
 
@@ -113,8 +114,25 @@ func classifyError(err error) (kind ErrorKind, retryable, notSent bool) {
 		return KindTimeout, true, dial
 	case dial:
 		return KindDial, true, true
+	case closedConn(err):
+		return KindEOF, true, false
 	}
 	return KindOther, false, false
+}
+
+// closedConn reports net/http's own errors for a connection that closed
+// under a request: "http: server closed idle connection" (the server shut
+// a kept-alive connection as the request went out on it) and "net/http:
+// HTTP/1.x transport connection broken" (the connection failed after the
+// request was written, as when net/http closes it for its idle pool being
+// full). net/http exports no type or sentinel for either, so they are
+// recognised by their text, as of Go 1.26 (TestClosedConnErrors pins
+// them); the request may have reached the server, so only a request safe
+// to repeat is retried.
+func closedConn(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "http: server closed idle connection") ||
+		strings.Contains(msg, "transport connection broken")
 }
 
 // idempotentMethod reports the methods RFC 9110 defines as idempotent.
