@@ -24,15 +24,16 @@ type Signal struct {
 	// Quota is what the rate-limit fields said, if HasQuota.
 	Quota    hint.Quota
 	HasQuota bool
-	// Draw is a uniform random draw in [0, 1): where in its first interval
-	// a pace that starts now takes its first slot, so that clients that
-	// start pacing together (all refused by one server at once) do not
-	// send together, each a whole interval later, for ever after.
+	// Draw is a uniform random draw in [0, 1): where, one to two
+	// intervals on, a pace that starts now takes its first turn, and by
+	// what part of an interval a refusal moves the turns to come, so that
+	// clients refused together (all by one server at once) do not send
+	// together, turn after turn, for ever after.
 	Draw float64
 	// Hold, if not zero, is a time before which the server will accept
 	// nothing: a Retry-After longer than any caller waits (a quota spent
-	// for the hour, say). No request is sent before it; Reserve refuses
-	// those that cannot wait for it.
+	// for the hour, say). No turn comes before it; Take refuses the
+	// requests that cannot wait for it.
 	Hold time.Time
 }
 
