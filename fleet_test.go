@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/internal/chain"
 	"github.com/heed-go/heed/internal/storm"
 	"github.com/heed-go/heed/throttle"
 )
@@ -51,8 +52,8 @@ func TestStray429DoesNotStarveAFleetInstance(t *testing.T) {
 		limits := heed.WithKeyLimits(func(string) heed.Limits { return heed.Limits{Limiter: shared} })
 		start := time.Now()
 		a, _ := heed.NewClient(heed.WithLogger(nil), limits,
-			heed.WithBase(&strayOnce{next: storm.InMemory{Handler: api, Latency: time.Millisecond}, at: start.Add(time.Second)}))
-		b, _ := heed.NewClient(heed.WithLogger(nil), limits, heed.WithBase(storm.InMemory{Handler: api, Latency: time.Millisecond}))
+			heed.WithBase(&strayOnce{next: chain.Memory{Handler: api, Latency: time.Millisecond}, at: start.Add(time.Second)}))
+		b, _ := heed.NewClient(heed.WithLogger(nil), limits, heed.WithBase(chain.Memory{Handler: api, Latency: time.Millisecond}))
 		var ok [2]atomic.Int64
 		var wg sync.WaitGroup
 		for i, c := range []*http.Client{a, b} {

@@ -2,7 +2,6 @@ package storm
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,5 +188,3 @@ func TestStormAutoAdvanceLosesNothing(t *testing.T) {
 		}
 	}
 }
-
-var _ http.RoundTripper = InMemory{}

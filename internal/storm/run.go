@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/internal/chain"
 )
 
 // Scenario is C clients each needing M successful GETs.
@@ -83,7 +84,7 @@ func RunInMemory(ctx context.Context, sc Scenario, st Strategy) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	return play(ctx, sc, st, api, "http://storm.test/", func() http.RoundTripper { return InMemory{Handler: api, Latency: 100 * time.Microsecond} }, nil)
+	return play(ctx, sc, st, api, "http://storm.test/", func() http.RoundTripper { return chain.Memory{Handler: api, Latency: 100 * time.Microsecond} }, nil)
 }
 
 func play(ctx context.Context, sc Scenario, st Strategy, api *API, url string, base func() http.RoundTripper, progress func(int)) (Result, error) {
