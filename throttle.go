@@ -232,12 +232,15 @@ func (p *Policy) allowance(prev, waited time.Duration, hasDeadline bool) time.Du
 
 // nap is how long to sleep toward a turn d away before looking again:
 // all of it when it is near, else half of it, at most a second, so a
-// rising pace shortens the wait within a second.
+// rising pace shortens the wait within a second. A turn far off is looked
+// at every quarter of its distance: only a pace that more than quadruples
+// within one nap makes it late, and a long line of waiters does not wake
+// every second.
 func nap(d time.Duration) time.Duration {
 	if d <= 20*time.Millisecond {
 		return d
 	}
-	return min(d, max(20*time.Millisecond, min(d/2, time.Second)))
+	return min(d, max(20*time.Millisecond, min(d/2, max(time.Second, d/4))))
 }
 
 func later(a, b time.Time) time.Time {
