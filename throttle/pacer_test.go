@@ -348,7 +348,7 @@ func TestPacerThrottleAfterDecreaseLowersAgain(t *testing.T) {
 		p.Observe(quota(success(-5*ms, 2900*ms), 100, 0, time.Second)) // 20/s of successes over 3 s
 	}
 	p.Observe(tooMany(3000*ms, 3010*ms, time.Second))
-	wantRate(t, p, "first decrease", ceiling95/2) // to the 20/s of successes, but at most halved
+	wantRate(t, p, "first decrease", ceiling95/2)     // to the 20/s of successes, but at most halved
 	p.Observe(tooMany(3015*ms, 3030*ms, time.Second)) // sent after the first decrease
 	wantRate(t, p, "second decrease", ceiling95/4)
 	p.Observe(tooMany(3020*ms, 3040*ms, time.Second)) // sent before the second
