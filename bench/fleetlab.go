@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -448,38 +447,12 @@ func fleetCaller(ctx context.Context, c *http.Client, url string, inst int, t0 t
 		case err != nil && errors.Is(context.Cause(ctx), errFleetCut):
 			call.cut = true
 		case err != nil:
-			call.failed, call.group = true, fleetErrorGroup(err)
+			call.failed, call.group = true, LabErrorGroup(err, 0)
 		case resp.StatusCode != http.StatusOK:
 			call.failed, call.group = true, fmt.Sprintf("status %d", resp.StatusCode)
 		}
 		out = append(out, call)
 	}
-}
-
-var (
-	fleetURL    = regexp.MustCompile(`https?://[^\s"]+`)
-	fleetAddr   = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
-	fleetNumber = regexp.MustCompile(`\d+(\.\d+)?(ns|µs|ms|s|m|h)?`)
-)
-
-// fleetErrorGroup is an error's text with URLs, addresses and numbers
-// blanked, for counting; heed's errors say their reason and attempts.
-func fleetErrorGroup(err error) string {
-	s := err.Error()
-	var he *heed.Error
-	if errors.As(err, &he) {
-		s = fmt.Sprintf("heed: %v after %d attempts", he.Reason, len(he.Attempts))
-		if he.Err != nil && !errors.Is(he.Reason, he.Err) {
-			s += ": " + he.Err.Error()
-		}
-	}
-	s = fleetURL.ReplaceAllString(s, "URL")
-	s = fleetAddr.ReplaceAllString(s, "ADDR")
-	s = fleetNumber.ReplaceAllString(s, "N")
-	if len(s) > 140 {
-		s = s[:140] + "..."
-	}
-	return s
 }
 
 // fleetServer is the API with a record of every answer and, for the
