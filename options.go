@@ -199,8 +199,10 @@ func WithMaxWait(d time.Duration) Option {
 }
 
 // WithMaxTotal bounds the whole call, waits and attempts included, as a
-// deadline on the request's context would. Zero, the default, sets no
-// bound beyond the context's own deadline.
+// deadline on the request's context would: the caller's read of a body
+// heed hands over still streaming is bounded by it too, until the body is
+// closed. Zero, the default, sets no bound beyond the context's own
+// deadline.
 func WithMaxTotal(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -212,9 +214,13 @@ func WithMaxTotal(d time.Duration) Option {
 }
 
 // WithAttemptTimeout bounds each attempt until its response headers arrive
-// (and, when heed reads the body inside the attempt, until the body is
-// read). A timed-out attempt is a retryable failure. Zero, the default,
-// sets no per-attempt bound.
+// and, when heed reads the body ahead inside the attempt (see
+// [WithResponseBuffer]), until that read ends. A timed-out attempt is a
+// retryable failure. Once heed hands a response over, the bound no longer
+// applies: the caller's own read of a streamed body, or of the rest of one
+// longer than the read-ahead, is bounded by its context and
+// [WithMaxTotal], never cut by the attempt's end. Zero, the default, sets
+// no per-attempt bound.
 func WithAttemptTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -319,8 +325,10 @@ func WithMaxBodyBuffer(n int64) Option {
 // WithResponseBuffer bounds how much of a response body heed reads inside
 // the attempt when the request may be retried, so that a body cut short
 // (connection reset, unexpected EOF) is retried instead of surfacing later
-// in the caller's read. Larger bodies, and streams (text/event-stream,
-// NDJSON), are handed over unread. 0 disables reading ahead. Default
+// in the caller's read. Bodies whose Content-Length is larger, and streams
+// (text/event-stream, NDJSON), are handed over unread; a body of unknown
+// length that turns out larger is handed over as the part read followed by
+// the rest, still streaming. 0 disables reading ahead. Default
 // [DefaultResponseBuffer].
 func WithResponseBuffer(n int64) Option {
 	return optionFunc(func(c *config) {

@@ -195,6 +195,14 @@ type stopper struct {
 	hedge  context.CancelCauseFunc
 }
 
+// disarm stops the timer without ending the context it would cancel: the
+// bound no longer applies, but what reads on the context goes on.
+func (s *stopper) disarm() {
+	if s != nil && s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
 func (s *stopper) stop() {
 	if s == nil {
 		return
@@ -355,20 +363,8 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	}
 
 	// The caller gave up (or WithMaxTotal ran out): stop now.
-	if ctxErr := l.ctx.Err(); ctxErr != nil {
-		p.settle(l.ks, l.ticket, Outcome{Err: context.Canceled}, time.Time{}) // says nothing of the dependency
-		a := Attempt{Number: n, Start: aStart, Duration: since(aStart, p.clock.Now()), Kind: KindCanceled}
-		if resp != nil {
-			a.Status = resp.StatusCode
-			drainAndClose(resp.Body)
-		}
-		cause := err
-		if cause == nil || !errors.Is(cause, ctxErr) {
-			cause = context.Cause(l.ctx)
-		}
-		a.Err = cause
-		l.record(a)
-		return nil, stop, l.fail(areq, endReason(l.ctx), cause, time.Time{})
+	if l.ctx.Err() != nil {
+		return nil, stop, l.ended(n, areq, aStart, resp, err)
 	}
 	if err != nil && stop != nil && stop.cancel != nil && errors.Is(context.Cause(areq.Context()), errAttemptTimeout) {
 		err = fmt.Errorf("%w: %w", errAttemptTimeout, err)
@@ -407,6 +403,9 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	}
 	if !d.Retry && resp != nil && l.idempotent && l.body.replayable && n < p.maxAttempts && readAhead(areq, resp, p.respBuffer) {
 		if rerr := readBody(resp, p.respBuffer); rerr != nil {
+			if l.ctx.Err() != nil { // cut short by the caller's own end
+				return nil, stop, l.ended(n, areq, aStart, &http.Response{StatusCode: resp.StatusCode}, rerr)
+			}
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
 			now = p.clock.Now()
@@ -562,15 +561,43 @@ func (l *loop) final(areq *http.Request, resp *http.Response, err error, d Decis
 	return resp, nil, nil
 }
 
-// releaseOnClose keeps the attempt and total timers running while the caller
-// reads a body heed did not read ahead, and stops them when it is closed.
-// For a body already in memory they stop at once.
+// ended ends a call whose context ended during attempt n (the caller gave
+// up, or WithMaxTotal ran out): the attempt says nothing of the
+// dependency, and the call fails as canceled or past its deadline. resp,
+// if any, is what the attempt had received; its body is discarded.
+func (l *loop) ended(n int, areq *http.Request, aStart time.Time, resp *http.Response, err error) error {
+	p := l.p
+	p.settle(l.ks, l.ticket, Outcome{Err: context.Canceled}, time.Time{})
+	a := Attempt{Number: n, Start: aStart, Duration: since(aStart, p.clock.Now()), Kind: KindCanceled}
+	if resp != nil {
+		a.Status = resp.StatusCode
+		drainAndClose(resp.Body)
+	}
+	ctxErr := l.ctx.Err()
+	cause := err
+	if cause == nil || !errors.Is(cause, ctxErr) {
+		cause = context.Cause(l.ctx)
+	}
+	a.Err = cause
+	l.record(a)
+	return l.fail(areq, endReason(l.ctx), cause, time.Time{})
+}
+
+// releaseOnClose hands resp over to the caller. An attempt's timeout
+// bounds it until then, so its timer stops now; a body wholly in memory
+// needs nothing more and every context is released at once. A body still
+// streaming (not read ahead, or longer than the read-ahead) reads on the
+// attempt's context, which must then live until the caller closes the
+// body: releasing it earlier would cut the caller's read short. The total
+// timer keeps running meanwhile, as a deadline on the request's context
+// would.
 func (l *loop) releaseOnClose(resp *http.Response, attempt *stopper) {
-	if _, inMemory := resp.Body.(*memBody); inMemory || resp.Body == nil || resp.Body == http.NoBody {
+	if mb, inMemory := resp.Body.(*memBody); inMemory && mb.tail == nil || resp.Body == nil || resp.Body == http.NoBody {
 		attempt.stop()
 		l.total.stop()
 		return
 	}
+	attempt.disarm()
 	total := l.total
 	l.total = stopper{} // the deferred stop must not cancel the context under the caller
 	resp.Body = &onCloseBody{ReadCloser: resp.Body, onClose: func() {

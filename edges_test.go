@@ -1,0 +1,218 @@
+package heed_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/heedtest"
+)
+
+// streamServer answers every GET with a chunked body of head+tail bytes
+// (no Content-Length), sending the tail only once release is closed: the
+// caller has its response by then, so the tail is read on the caller's
+// time, after heed handed the response over.
+func streamServer(t *testing.T, head, tail int, release <-chan struct{}) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		w.Write(bytes.Repeat([]byte{'h'}, head))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(bytes.Repeat([]byte{'t'}, tail))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A body larger than the read-ahead is handed over as its head in memory
+// followed by the live rest; releasing the attempt at hand-over cancelled
+// the context the rest was streaming on.
+func TestStreamedBodyPastReadAheadIsReadWhole(t *testing.T) {
+	const head, tail = 2 << 20, 1 << 20 // past the default 1 MiB read-ahead
+	for _, tc := range []struct {
+		name string
+		opt  heed.Option
+	}{
+		{"attempt timeout", heed.WithAttemptTimeout(30 * time.Second)},
+		{"max total", heed.WithMaxTotal(30 * time.Second)},
+		{"hedging", heed.WithHedging(heed.HedgeConfig{Delay: 20 * time.Second})},
+		{"defaults", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			srv := streamServer(t, head, tail, release)
+			opts := []heed.Option{heed.WithoutPacing(), heed.WithBase(srv.Client().Transport)}
+			if tc.opt != nil {
+				opts = append(opts, tc.opt)
+			}
+			tr := mustNew(t, opts...)
+			resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || n != head+tail {
+				t.Fatalf("read %d of %d bytes: %v", n, head+tail, err)
+			}
+		})
+	}
+}
+
+// The attempt timeout bounds an attempt until heed hands the response
+// over; the caller's read of a streamed body is then on the caller's time.
+func TestAttemptTimeoutDoesNotCutTheCallersRead(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "data: late\n\n")
+	}))
+	defer srv.Close()
+	// The attempt timer is armed on an injected clock that the test moves
+	// past the timeout while the caller waits for the stream.
+	clk := heedtest.NewClock(time.Now())
+	tr := mustNew(t, heed.WithAttemptTimeout(time.Second), heed.WithClock(clk), heed.WithoutPacing(), heed.WithBase(srv.Client().Transport))
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	close(release)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(b) != "data: late\n\n" {
+		t.Fatalf("read %q: %v", b, err)
+	}
+}
+
+// A caller who cancels while heed reads a body ahead is told it canceled,
+// whether or not its context has a deadline.
+func TestCancelDuringReadAheadIsCanceled(t *testing.T) {
+	for _, deadline := range []bool{false, true} {
+		name := "no deadline"
+		if deadline {
+			name = "deadline"
+		}
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "1000")
+				w.WriteHeader(http.StatusOK)
+				io.WriteString(w, strings.Repeat("x", 10))
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}))
+			defer srv.Close()
+			// The caller cancels once heed has begun reading the body.
+			reading := make(chan struct{})
+			base := srv.Client().Transport
+			tr := mustNew(t, heed.WithoutPacing(), heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				resp, err := base.RoundTrip(r)
+				if err == nil {
+					resp.Body = &firstReadSignal{ReadCloser: resp.Body, c: reading}
+				}
+				return resp, err
+			})))
+			ctx, cancel := context.WithCancel(context.Background())
+			if deadline {
+				ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+			}
+			defer cancel()
+			go func() { <-reading; cancel() }()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			resp, err := tr.RoundTrip(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, heed.ErrCanceled) || !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want heed.ErrCanceled and context.Canceled", err)
+			}
+		})
+	}
+}
+
+func mustNew(t *testing.T, opts ...heed.Option) *heed.Transport {
+	t.Helper()
+	tr, err := heed.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// firstReadSignal closes c when its body is first read.
+type firstReadSignal struct {
+	io.ReadCloser
+	c    chan struct{}
+	once sync.Once
+}
+
+func (b *firstReadSignal) Read(p []byte) (int, error) {
+	b.once.Do(func() { close(b.c) })
+	return b.ReadCloser.Read(p)
+}
+
+// An attempt timeout that fires while heed reads a body ahead is the
+// attempt's failure, retried like any timeout, not the caller's cancel.
+func TestAttemptTimeoutDuringReadAheadRetries(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		if hits.Add(1) == 1 {
+			io.WriteString(w, strings.Repeat("x", 10))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, strings.Repeat("y", 1000))
+	}))
+	defer srv.Close()
+	clk := heedtest.NewClock(time.Now()).AutoAdvance()
+	reading := make(chan struct{})
+	base := srv.Client().Transport
+	tr := mustNew(t, heed.WithoutPacing(), heed.WithClock(clk), heed.WithAttemptTimeout(time.Second),
+		heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := base.RoundTrip(r)
+			if err == nil && hits.Load() == 1 {
+				resp.Body = &firstReadSignal{ReadCloser: resp.Body, c: reading}
+			}
+			return resp, err
+		})))
+	go func() { <-reading; clk.Advance(time.Second) }()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(b) != 1000 || b[0] != 'y' {
+		t.Fatalf("read %d bytes (%q...): %v", len(b), b[:min(len(b), 3)], err)
+	}
+	if a := heed.Attempts(resp); len(a) != 2 || a[0].Kind != heed.KindTimeout {
+		t.Fatalf("attempts %+v, want a timed-out first attempt and a second", a)
+	}
+}
