@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -42,7 +43,9 @@ type Outcome struct {
 	Replayable bool
 	// NotSent: the failure happened before the request could reach the
 	// server (a dial error, refused connection, failed DNS lookup or TLS
-	// handshake), so it is safe to retry whatever the method.
+	// handshake), or the server says it did not process it (an HTTP/2
+	// stream it refused), so it is safe to retry whatever the method.
+	// Decide also infers it from Err.
 	NotSent bool
 }
 
@@ -91,6 +94,7 @@ func classifyError(err error) (kind ErrorKind, retryable, notSent bool) {
 		re   *retryableError
 		hint *hintError
 		nerr net.Error
+		h2   h2StreamError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -114,7 +118,17 @@ func classifyError(err error) (kind ErrorKind, retryable, notSent bool) {
 		return KindTimeout, true, dial
 	case dial:
 		return KindDial, true, true
-	case closedConn(err):
+	case errors.As(err, &h2):
+		return h2StreamKind(h2.Code)
+	}
+	if kind, notSent, ok := h2ConnFailure(err.Error()); ok {
+		return kind, true, notSent
+	}
+	switch {
+	case closedConn(err), errors.Is(err, net.ErrClosed):
+		// net.ErrClosed here is net/http's write hitting a connection it
+		// closed itself, on seeing the server close it: the request may or
+		// may not have reached the server.
 		return KindEOF, true, false
 	}
 	return KindOther, false, false
@@ -134,6 +148,81 @@ func closedConn(err error) bool {
 	return strings.Contains(msg, "http: server closed idle connection") ||
 		strings.Contains(msg, "transport connection broken")
 }
+
+// h2StreamError has the shape of net/http's HTTP/2 stream error, which
+// converts itself into any struct of that shape through errors.As (the
+// type itself is not exported).
+type h2StreamError struct {
+	StreamID uint32
+	Code     uint32
+	Cause    error
+}
+
+// Error makes h2StreamError a target errors.As accepts; heed never
+// returns one.
+func (e h2StreamError) Error() string {
+	return fmt.Sprintf("stream error: stream ID %d; code %#x", e.StreamID, e.Code)
+}
+
+// HTTP/2 error codes (RFC 9113, section 7) that end a stream for reasons
+// of the server's, not the request's.
+const (
+	h2InternalError   = 0x2
+	h2RefusedStream   = 0x7
+	h2Cancel          = 0x8
+	h2EnhanceYourCalm = 0xb
+)
+
+// h2StreamKind classifies an HTTP/2 stream reset by its code. A refused
+// stream is one the server guarantees it did not process (RFC 9113,
+// section 8.7), so any request may be sent again; an internal error, a
+// cancel or a plea to calm down may come after the server acted, so only a
+// request safe to repeat is. Other codes (a protocol or flow-control
+// error) speak of a fault in the exchange that a retry will not heal.
+func h2StreamKind(code uint32) (ErrorKind, bool, bool) {
+	switch code {
+	case h2RefusedStream:
+		return KindRefused, true, true
+	case h2InternalError, h2Cancel, h2EnhanceYourCalm:
+		return KindReset, true, false
+	}
+	return KindOther, false, false
+}
+
+// h2ConnFailure recognises net/http's (and golang.org/x/net/http2's) errors
+// for an HTTP/2 connection that failed under a request, which are plain
+// errors or unexported types known only by their text (as of Go 1.26;
+// TestHTTP2Errors pins them). A stream reset quoted in another error's
+// text (net/http refusing to resend a body it cannot rewind) counts by
+// its code too. notSent: the connection could not take the request at
+// all.
+func h2ConnFailure(msg string) (kind ErrorKind, notSent, ok bool) {
+	switch {
+	case !strings.Contains(msg, "http2") && !strings.Contains(msg, "stream error"):
+		return "", false, false
+	case strings.Contains(msg, "client conn not usable"),
+		strings.Contains(msg, "graceful shutdown GOAWAY"):
+		return KindEOF, true, true
+	case strings.Contains(msg, "server sent GOAWAY and closed the connection"),
+		strings.Contains(msg, "client connection lost"),
+		strings.Contains(msg, "client connection force closed"),
+		strings.Contains(msg, "client conn is closed"):
+		return KindEOF, false, true
+	case strings.Contains(msg, "stream error: stream ID"):
+		for _, c := range h2CodeNames {
+			if strings.Contains(msg, "; "+c.name) {
+				k, _, notSent := h2StreamKind(c.code)
+				return k, notSent, true
+			}
+		}
+	}
+	return "", false, false
+}
+
+var h2CodeNames = []struct {
+	code uint32
+	name string
+}{{h2RefusedStream, "REFUSED_STREAM"}, {h2InternalError, "INTERNAL_ERROR"}, {h2Cancel, "CANCEL"}, {h2EnhanceYourCalm, "ENHANCE_YOUR_CALM"}}
 
 // idempotentMethod reports the methods RFC 9110 defines as idempotent.
 func idempotentMethod(m string) bool {

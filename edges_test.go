@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/backoff"
 	"github.com/heed-go/heed/heedtest"
 )
 
@@ -214,5 +216,58 @@ func TestAttemptTimeoutDuringReadAheadRetries(t *testing.T) {
 	}
 	if a := heed.Attempts(resp); len(a) != 2 || a[0].Kind != heed.KindTimeout {
 		t.Fatalf("attempts %+v, want a timed-out first attempt and a second", a)
+	}
+}
+
+// closingListener closes the first n connections it accepts before the
+// server reads a byte from them, then serves the rest.
+type closingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *closingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.n.Add(-1) < 0 {
+			return c, err
+		}
+		c.Close()
+	}
+}
+
+// A server that accepts a connection and closes it before reading never
+// saw the request: an idempotent one is retried, whatever its body.
+func TestAcceptThenCloseIsRetried(t *testing.T) {
+	for _, method := range []string{http.MethodPut, http.MethodGet, http.MethodDelete} {
+		t.Run(method, func(t *testing.T) {
+			var got atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				if len(b) == 4<<10 || r.Method != http.MethodPut {
+					got.Add(1)
+				}
+			}))
+			ln := &closingListener{Listener: srv.Listener}
+			ln.n.Store(1)
+			srv.Listener = ln
+			srv.Start()
+			defer srv.Close()
+			tr := mustNew(t, heed.WithoutPacing(), heed.WithBase(srv.Client().Transport),
+				heed.WithBackoff(backoff.Constant(time.Millisecond)))
+			var body io.Reader
+			if method == http.MethodPut {
+				body = bytes.NewReader(bytes.Repeat([]byte{'b'}, 4<<10))
+			}
+			req, _ := http.NewRequest(method, srv.URL, body)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || got.Load() != 1 {
+				t.Fatalf("status %d, server handled %d requests, want 200 and 1", resp.StatusCode, got.Load())
+			}
+		})
 	}
 }

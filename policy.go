@@ -129,9 +129,9 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 		verdict = p.classifier(o)
 	}
 	limit := p.maxAttempts
-	var kindRetryable bool
+	var kindRetryable, notSent bool
 	if o.Err != nil && status == 0 {
-		d.Kind, kindRetryable, _ = classifyError(o.Err)
+		d.Kind, kindRetryable, notSent = classifyError(o.Err)
 	}
 	statusLimit := 0
 	switch verdict {
@@ -162,7 +162,7 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 		default:
 			return d // a response the table does not treat as failure
 		}
-		if !o.Idempotent && !(o.Err != nil && o.NotSent) {
+		if !o.Idempotent && !(o.Err != nil && (o.NotSent || notSent)) {
 			d.Reason = ErrNotIdempotent
 			return d
 		}
