@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -22,21 +23,98 @@ type replayBody struct {
 	replayable bool
 	// copied says the first attempt cannot use the caller's request as is.
 	copied bool
+	// unsent guards a body that cannot be replayed, so that it can still
+	// go out again when no attempt has taken a byte of it.
+	unsent *unsentBody
 }
+
+// canReplay says the next attempt can send the body whole: every attempt
+// can, or an attempt whose connection failed before the request went out
+// (err) left the unreplayable body untouched.
+func (b *replayBody) canReplay(err error) bool {
+	return b.replayable || err != nil && b.unsent != nil && dialFailed(err) && b.unsent.whole()
+}
+
+// dialFailed reports an error from connecting, before any byte of the
+// request was written: no writer can still be reading its body.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect")
+}
+
+// unsentBody is a request body heed cannot replay (larger than the
+// buffer, without GetBody), kept whole for another attempt until one reads
+// from it: net/http closes a request's body when its connection fails,
+// even when not a byte was written.
+type unsentBody struct {
+	mu     sync.Mutex
+	r      io.Reader
+	c      io.Closer
+	taken  bool // a Read was made: the body is no longer whole
+	closed bool
+}
+
+func (b *unsentBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errReqBodyClosed
+	}
+	b.taken = true
+	return b.r.Read(p)
+}
+
+// Close closes the body once a byte of it went out; a body still whole
+// stays open for another attempt, and release closes it when the call
+// ends.
+func (b *unsentBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.taken {
+		return nil
+	}
+	return b.closeLocked()
+}
+
+func (b *unsentBody) whole() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.taken && !b.closed
+}
+
+func (b *unsentBody) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closeLocked()
+}
+
+func (b *unsentBody) closeLocked() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.c.Close()
+}
+
+var errReqBodyClosed = errors.New("heed: read on a closed request body")
 
 // prepareBody decides how the request body is sent again. A body with
 // GetBody is rewound through it; one without is read into a buffer of at
 // most limit bytes (only when another attempt may follow). A body larger
-// than the buffer is sent once, its buffered head followed by the rest, and
-// the request is not retried.
+// than the buffer is sent once, its buffered head followed by the rest,
+// and the request is retried only when no byte of it left (its connection
+// could not be made).
 func prepareBody(req *http.Request, limit int64, mayRetry bool) (replayBody, error) {
 	switch {
 	case req.Body == nil || req.Body == http.NoBody:
 		return replayBody{replayable: true}, nil
 	case req.GetBody != nil:
 		return replayBody{get: req.GetBody, replayable: true}, nil
-	case !mayRetry || limit <= 0 || req.ContentLength > limit:
+	case !mayRetry:
 		return replayBody{}, nil
+	case limit <= 0 || req.ContentLength > limit:
+		u := &unsentBody{r: req.Body, c: req.Body}
+		return replayBody{first: u, unsent: u, copied: true}, nil
 	}
 	buf := make([]byte, 0, min(max(req.ContentLength, 512), limit)+1)
 	buf, err := readUpTo(req.Body, buf, limit+1)
@@ -46,13 +124,8 @@ func prepareBody(req *http.Request, limit int64, mayRetry bool) (replayBody, err
 	}
 	if int64(len(buf)) > limit {
 		rest := req.Body
-		return replayBody{
-			first: struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(buf), rest), rest},
-			copied: true,
-		}, nil
+		u := &unsentBody{r: io.MultiReader(bytes.NewReader(buf), rest), c: rest}
+		return replayBody{first: u, unsent: u, copied: true}, nil
 	}
 	req.Body.Close()
 	get := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }

@@ -39,7 +39,8 @@
 //
 // Every attempt sends the same request body: through Request.GetBody, or
 // from a buffer of at most [WithMaxBodyBuffer] bytes (1 MiB) for a body
-// without one. A larger body is sent once and not retried.
+// without one. A larger body is sent once and not retried, unless its
+// connection could not even be made (no byte of it left).
 //
 // A body cut short only shows when it is read, so for a request that may be
 // retried heed reads response bodies of up to [WithResponseBuffer] bytes

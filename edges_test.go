@@ -271,3 +271,76 @@ func TestAcceptThenCloseIsRetried(t *testing.T) {
 		})
 	}
 }
+
+// onlyReader hides a body's type, so net/http gives the request no GetBody.
+type onlyReader struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (r *onlyReader) Close() error { r.closed.Store(true); return nil }
+
+// A body too large to buffer, without GetBody, cannot be replayed once
+// sent; but when its connection could not even be made, no byte of it
+// left, and it goes out whole on the next attempt.
+func TestUnreplayableBodyRetriedWhenNeverSent(t *testing.T) {
+	const size = 2 << 20 // above the default 1 MiB body buffer
+	want := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if !bytes.Equal(b, want) {
+			t.Errorf("server got %d bytes, not the body sent", len(b))
+		}
+		got.Add(1)
+	}))
+	defer srv.Close()
+	dead := heedtest.DeadAddr(t)
+	base := srv.Client().Transport
+	var calls atomic.Int32
+	tr := mustNew(t, heed.WithoutPacing(), heed.WithBackoff(backoff.Constant(time.Millisecond)),
+		heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if calls.Add(1) == 1 { // the first attempt meets a port where nothing listens
+				r = r.Clone(r.Context())
+				r.URL.Host = dead
+			}
+			return base.RoundTrip(r)
+		})))
+	body := &onlyReader{Reader: bytes.NewReader(want)}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL, body)
+	req.ContentLength = size
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got.Load() != 1 || calls.Load() != 2 || !body.closed.Load() {
+		t.Fatalf("server handled %d, attempts %d, body closed %v; want 1, 2, true", got.Load(), calls.Load(), body.closed.Load())
+	}
+}
+
+// A response heed would have retried but for a body it cannot send again
+// ends the call with an error that says so, the response's status in it.
+func TestUnreplayableBodyStatusIsAnError(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	tr := mustNew(t, heed.WithoutPacing(), heed.WithBase(srv.Client().Transport))
+	body := &onlyReader{Reader: bytes.NewReader(make([]byte, 2<<20))}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL, body)
+	resp, err := tr.RoundTrip(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	var se *heed.StatusError
+	if !errors.Is(err, heed.ErrBodyNotReplayable) || !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v, want ErrBodyNotReplayable with status 503", err)
+	}
+	if got.Load() != 1 || !body.closed.Load() {
+		t.Fatalf("server handled %d, body closed %v; want 1, true", got.Load(), body.closed.Load())
+	}
+}

@@ -25,7 +25,8 @@ var (
 	// safe to repeat (a POST or PATCH without an Idempotency-Key).
 	ErrNotIdempotent = errors.New("request may have been processed and is not idempotent")
 	// ErrBodyNotReplayable: the request body could not be kept for another
-	// attempt (no GetBody, and larger than the body buffer).
+	// attempt (no GetBody, larger than the body buffer, and some of it
+	// was sent).
 	ErrBodyNotReplayable = errors.New("request body cannot be sent again")
 	// ErrWaitTooLong: the server asked for a wait longer than the cap.
 	ErrWaitTooLong = errors.New("server asked to wait longer than the cap")

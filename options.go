@@ -311,7 +311,10 @@ func WithAutoIdempotencyKey() Option {
 
 // WithMaxBodyBuffer bounds the buffer heed keeps of a request body that has
 // no GetBody, so it can be sent again. A larger body is sent once and not
-// retried. 0 disables buffering. Default [DefaultMaxBodyBuffer].
+// retried, unless its connection could not be made (no byte of it left);
+// a failure heed would otherwise have retried ends the call with
+// [ErrBodyNotReplayable]. 0 disables buffering. Default
+// [DefaultMaxBodyBuffer].
 func WithMaxBodyBuffer(n int64) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {

@@ -276,6 +276,9 @@ func (l *loop) run() (*http.Response, error) {
 		l.record(Attempt{Number: 1, Start: l.start, Err: err, Kind: KindOther})
 		return nil, l.fail(req, ErrNotRetryable, fmt.Errorf("reading request body: %w", err), time.Time{})
 	}
+	if l.body.unsent != nil {
+		defer l.body.unsent.release()
+	}
 	if p.maxTotal > 0 {
 		var cancel context.CancelCauseFunc
 		l.ctx, cancel = context.WithCancelCause(l.ctx)
@@ -469,7 +472,7 @@ func (l *loop) when(now time.Time, draw float64) When {
 
 // outcome describes attempt n for the decision core.
 func (l *loop) outcome(n int, areq *http.Request, resp *http.Response, err error, wrote *atomic.Bool) Outcome {
-	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.replayable}
+	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.canReplay(err)}
 	if err != nil {
 		_, _, o.NotSent = classifyError(err)
 		o.NotSent = o.NotSent || wrote != nil && !wrote.Load()
@@ -522,9 +525,10 @@ func (l *loop) buildRequest(n int, stop *stopper) (*http.Request, *stopper, *ato
 // endsWithError reports the reasons that end a call with an error even
 // when the last attempt got a response: heed chose not to retry a response
 // it otherwise would have (the wait was too long, the deadline too close,
-// the budget spent, the breaker open).
+// the budget spent, the breaker open, the body could not be sent again).
 func endsWithError(reason error) bool {
-	return reason == ErrWaitTooLong || reason == ErrDeadline || reason == ErrBudgetExhausted || reason == ErrBreakerOpen
+	return reason == ErrWaitTooLong || reason == ErrDeadline || reason == ErrBudgetExhausted || reason == ErrBreakerOpen ||
+		reason == ErrBodyNotReplayable
 }
 
 // final ends the call with resp or err after decision d.
@@ -624,6 +628,9 @@ func (b *replayBody) next(n int) (io.ReadCloser, error) {
 		return b.first, nil
 	}
 	if b.get == nil {
+		if b.unsent != nil {
+			return b.unsent, nil // still whole: canReplay let this attempt go
+		}
 		return nil, nil
 	}
 	return b.get()
