@@ -126,7 +126,7 @@ func (l *loop) failure(resp *http.Response) *Error {
 	return &Error{
 		Reason: reason, Method: l.method, Attempts: append([]Attempt(nil), c.attempts...),
 		RetryAt: l.retryAt, Err: &StatusError{StatusCode: resp.StatusCode, Header: resp.Header},
-		call: c, url: l.req.URL,
+		call: c, url: l.req.URL, paths: l.p.secretPaths,
 	}
 }
 
@@ -149,7 +149,7 @@ func (l *loop) emitDegraded(kind EventKind, status int, fe *Error, age time.Dura
 		if kind == EventFallback {
 			msg = "heed: fallback answered"
 		}
-		attrs := requestAttrs(l.method, l.req.URL, len(fe.Attempts), p.maxAttempts, status, nil)
+		attrs := p.requestAttrs(l.method, l.req.URL, len(fe.Attempts), p.maxAttempts, status, nil)
 		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ReasonName(fe.Reason)))
 		if kind == EventStale {
 			attrs = append(attrs, slog.Duration("age", age))

@@ -160,7 +160,7 @@ func (c *call) doError(reason, cause error, retryAt time.Time) *Error {
 		if len(c.attempts) > 0 {
 			last = c.attempts[len(c.attempts)-1]
 		}
-		attrs := callAttrs(last.Number, p.maxAttempts, last.Err, nil)
+		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Err, nil)
 		attrs = append(attrs, slog.String("key", c.key), slog.String("reason", ReasonName(reason)))
 		lg.LogAttrs(c.Context, level, "heed: giving up", attrs...)
 	}
@@ -194,7 +194,7 @@ func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d Decisi
 func (p *Policy) logCall(ctx context.Context, c *call, d Decision) {
 	if lg := p.log(); lg != nil && lg.Enabled(ctx, levelRetry) {
 		last := c.attempts[len(c.attempts)-1]
-		attrs := callAttrs(last.Number, p.maxAttempts, last.Err, nil)
+		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Err, nil)
 		attrs = append(attrs, slog.String("key", c.key), slog.String("reason", ResultName(0, last.Kind)),
 			slog.Duration("wait", d.Wait), slog.String("source", d.Source.String()))
 		lg.LogAttrs(ctx, levelRetry, "heed: retrying", attrs...)

@@ -64,13 +64,18 @@ type Error struct {
 	// caller's cancellation.
 	Err error
 
-	call *call    // the call that decided: an outer heed loop passes its errors through
-	url  *url.URL // the request's URL; redacted whenever shown
+	call  *call         // the call that decided: an outer heed loop passes its errors through
+	url   *url.URL      // the request's URL; redacted whenever shown
+	paths []pathPattern // the policy's WithSecretPath patterns, for redacting url
 }
 
-// RequestURL returns the request's URL with its userinfo and query values
-// redacted (see RedactURL); empty for calls made through Do.
-func (e *Error) RequestURL() string { return RedactURL(e.url) }
+// RequestURL returns the request's URL with its userinfo, its query values
+// and the path segments marked by [WithSecretPath] redacted (see
+// [RedactURL]); empty for calls made through Do.
+func (e *Error) RequestURL() string {
+	hidden, _ := hidePath(e.url, e.paths)
+	return RedactURL(hidden)
+}
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -95,7 +100,7 @@ func (e *Error) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(RedactText(e.Err.Error(), e.url)) // a cause may quote the URL
+		b.WriteString(redactText(e.Err.Error(), e.url, e.paths)) // a cause may quote the URL
 	}
 	return b.String()
 }

@@ -72,7 +72,9 @@ type Event struct {
 	// or what WithKeyFunc or DoKey chose.
 	Key    string
 	Method string
-	// URL is the request's URL as sent. It may hold secrets: pass it through
+	// URL is the request's URL as sent, but for the path segments
+	// [WithSecretPath] marks secret, which are REDACTED in this copy. It may
+	// still hold secrets (userinfo, query values): pass it through
 	// [RedactURL] before recording it.
 	URL *url.URL
 	// Attempt is the attempt's number, from 1; MaxAttempts the policy's
@@ -84,7 +86,9 @@ type Event struct {
 	Hedge int
 	// Status is the response's status code, 0 if there was none.
 	Status int
-	// Err is the attempt's or call's error.
+	// Err is the attempt's or call's error. When its text quotes a path
+	// segment [WithSecretPath] marks secret, it comes wrapped with that
+	// text redacted; errors.Is and errors.As see through the wrapper.
 	Err error
 	// ErrorKind classifies a transport error.
 	ErrorKind ErrorKind
@@ -119,6 +123,9 @@ func (f HookFunc) OnEvent(ctx context.Context, e Event) { f(ctx, e) }
 
 // emit sends e to every hook. With no hook it costs a length check.
 func (p *Policy) emit(ctx context.Context, e Event) {
+	if len(p.secretPaths) > 0 {
+		e = p.hideEvent(e) // hooks record URLs and errors' text: keep secret segments out
+	}
 	for _, h := range p.hooks {
 		h.OnEvent(ctx, e)
 	}

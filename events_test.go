@@ -142,7 +142,7 @@ func TestRetryLogs(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	cases := map[string]string{
 		"https://api.example/v1/x":                  "https://api.example/v1/x",
-		"https://u:p@api.example/x?token=t&flag":    "https://REDACTED@api.example/x?token=REDACTED&flag",
+		"https://u:p@api.example/x?token=t&flag":    "https://REDACTED@api.example/x?token=REDACTED&REDACTED",
 		"https://api.example/x?a=1&a=2":             "https://api.example/x?a=REDACTED&a=REDACTED",
 		"https://api.example/x?sig=a%2Fb#frag":      "https://api.example/x?sig=REDACTED#frag",
 		"http://user@api.example:8080/?q=secret+ok": "http://REDACTED@api.example:8080/?q=REDACTED",

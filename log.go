@@ -15,7 +15,10 @@ const redacted = "REDACTED"
 
 // RedactURL returns u as a string with its userinfo and the values of its
 // query parameters replaced by REDACTED, so it can be logged: API keys and
-// tokens often travel in either. Parameter names stay, for debugging.
+// tokens often travel in either. Parameter names stay, for debugging; a
+// parameter without "=" is replaced whole, since it may be the token
+// itself (?SECRETFLAG). Path segments stay: mark the secret ones with
+// [WithSecretPath].
 func RedactURL(u *url.URL) string {
 	if u == nil {
 		return ""
@@ -32,6 +35,8 @@ func RedactURL(u *url.URL) string {
 		for i, kv := range parts {
 			if k, _, ok := strings.Cut(kv, "="); ok {
 				parts[i] = k + "=" + redacted
+			} else if kv != "" {
+				parts[i] = redacted
 			}
 		}
 		r.RawQuery = strings.Join(parts, "&")
@@ -58,6 +63,7 @@ func (l *loop) fail(areq *http.Request, reason, cause error, retryAt time.Time) 
 		Err:      cause,
 		call:     c,
 		url:      areq.URL,
+		paths:    l.p.secretPaths,
 	}
 	l.giveUp(areq, reason, retryAt)
 	if len(l.p.hooks) > 0 {
@@ -79,7 +85,7 @@ func (l *loop) refused(n int, oe *breaker.OpenError) *Error {
 	if n > 1 {
 		return l.fail(l.req, ErrBreakerOpen, oe, oe.Until)
 	}
-	e := &Error{Reason: ErrBreakerOpen, Method: l.method, RetryAt: oe.Until, Err: oe, url: l.req.URL}
+	e := &Error{Reason: ErrBreakerOpen, Method: l.method, RetryAt: oe.Until, Err: oe, url: l.req.URL, paths: l.p.secretPaths}
 	l.giveUp(l.req, ErrBreakerOpen, oe.Until)
 	if len(l.p.hooks) > 0 {
 		l.emitDone(l.req, 0, e)
@@ -108,7 +114,7 @@ func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
 		})
 	}
 	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, level) {
-		attrs := requestAttrs(l.method, areq.URL, last.Number, p.maxAttempts, last.Status, last.Err)
+		attrs := p.requestAttrs(l.method, areq.URL, last.Number, p.maxAttempts, last.Status, last.Err)
 		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ReasonName(reason)))
 		if !retryAt.IsZero() {
 			attrs = append(attrs, slog.Time("retry_at", retryAt))
@@ -128,7 +134,7 @@ func (l *loop) retrying(areq *http.Request, n, status int, err error, d Decision
 		})
 	}
 	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, levelRetry) {
-		attrs := requestAttrs(l.method, areq.URL, n, p.maxAttempts, status, err)
+		attrs := p.requestAttrs(l.method, areq.URL, n, p.maxAttempts, status, err)
 		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ResultName(status, d.Kind)),
 			slog.Duration("wait", d.Wait), slog.String("source", d.Source.String()))
 		lg.LogAttrs(l.ctx, levelRetry, "heed: retrying", attrs...)
@@ -146,38 +152,49 @@ const (
 // series can be matched.
 
 // requestAttrs are the fields of a retry or give-up log line for a request.
-func requestAttrs(method string, u *url.URL, n, max, status int, err error) []slog.Attr {
+func (c *config) requestAttrs(method string, u *url.URL, n, max, status int, err error) []slog.Attr {
 	attrs := make([]slog.Attr, 0, 12)
-	attrs = append(attrs, slog.String("method", method), slog.String("url", RedactURL(u)))
+	attrs = append(attrs, slog.String("method", method), slog.String("url", c.redactURL(u)))
 	if status != 0 {
 		attrs = append(attrs, slog.Int("status", status))
 	}
-	return append(attrs, callAttrs(n, max, err, u)...)
+	return append(attrs, c.callAttrs(n, max, err, u)...)
 }
 
 // callAttrs are the fields shared by requests and calls made through Do.
 // An error's text is scrubbed of u's secrets: a base RoundTripper may
 // quote the URL it failed on.
-func callAttrs(n, max int, err error, u *url.URL) []slog.Attr {
+func (c *config) callAttrs(n, max int, err error, u *url.URL) []slog.Attr {
 	attrs := []slog.Attr{slog.Int("attempt", n), slog.Int("max_attempts", max)}
 	if err != nil {
 		kind, _, _ := classifyError(err)
-		attrs = append(attrs, slog.String("error", RedactText(err.Error(), u)), slog.String("error_kind", string(kind)))
+		attrs = append(attrs, slog.String("error", redactText(err.Error(), u, c.secretPaths)), slog.String("error_kind", string(kind)))
 	}
 	return attrs
 }
 
 // RedactText returns s with the secrets of u that [RedactURL] hides (its
-// userinfo and its query values) replaced by REDACTED: for an error's text,
-// which may quote the URL it failed on. The URL itself is replaced by its
-// redacted form; a secret elsewhere in s is replaced where it stands as in
-// a URL ("=value", "user:password@"), and anywhere once it is 6 characters
-// or longer, so that short values such as page=2 do not garble the text.
+// userinfo, its query values and its query parameters without "=")
+// replaced by REDACTED: for an error's text, which may quote the URL it
+// failed on. The URL itself is replaced by its redacted form; a secret
+// elsewhere in s is replaced where it stands as in a URL ("=value",
+// "user:password@", "?token"), and anywhere once it is 6 characters or
+// longer, so that short values such as page=2 do not garble the text.
 func RedactText(s string, u *url.URL) string {
-	if u == nil || u.User == nil && u.RawQuery == "" {
+	return redactText(s, u, nil)
+}
+
+// redactText is RedactText that also hides the path segments pats mark
+// secret, in the URL and wherever they stand as a segment ("/value").
+func redactText(s string, u *url.URL, pats []pathPattern) string {
+	if u == nil {
 		return s
 	}
-	s = strings.ReplaceAll(s, u.String(), RedactURL(u))
+	hidden, segs := hidePath(u, pats)
+	if u.User == nil && u.RawQuery == "" && len(segs) == 0 {
+		return s
+	}
+	s = strings.ReplaceAll(s, u.String(), RedactURL(hidden))
 	replace := func(v, before, after string) {
 		if v == "" {
 			return
@@ -199,9 +216,61 @@ func RedactText(s string, u *url.URL) string {
 			if dv, err := url.QueryUnescape(v); err == nil && dv != v {
 				replace(dv, "=", "")
 			}
+		} else if kv != "" {
+			s = hideToken(s, kv, "?&")
+			if dk, err := url.QueryUnescape(kv); err == nil && dk != kv {
+				s = hideToken(s, dk, "?&")
+			}
+		}
+	}
+	for _, v := range segs {
+		s = hideToken(s, v, "/")
+		if dv, err := url.PathUnescape(v); err == nil && dv != v {
+			s = hideToken(s, dv, "/")
 		}
 	}
 	return s
+}
+
+// hideToken replaces v in s where it stands whole right after one of the
+// bytes of marks, as a query key or a path segment does in a URL, and
+// anywhere once it is minSecret long. "Whole" keeps a short secret such as
+// the 1 of /users/1 from garbling HTTP/1.1 or /users/12.
+func hideToken(s, v, marks string) string {
+	if v == "" {
+		return s
+	}
+	if len(v) >= minSecret {
+		return strings.ReplaceAll(s, v, redacted)
+	}
+	var b strings.Builder
+	last := 0
+	for i := 0; i+len(v) <= len(s); {
+		j := strings.Index(s[i:], v)
+		if j < 0 {
+			break
+		}
+		at, end := i+j, i+j+len(v)
+		if at > 0 && strings.IndexByte(marks, s[at-1]) >= 0 && (end == len(s) || !tokenByte(s[end])) {
+			b.WriteString(s[last:at])
+			b.WriteString(redacted)
+			last = end
+			i = end
+			continue
+		}
+		i = at + 1
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// tokenByte reports whether c may continue a query key or a path segment:
+// a letter, a digit, or one of "-._~%+".
+func tokenByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~%+", c) >= 0
 }
 
 // minSecret is the length from which RedactText replaces a secret wherever

@@ -86,7 +86,8 @@ type config struct {
 	hedge           *HedgeConfig // nil: no hedging
 	stale           *StaleConfig // nil: no stale-if-error store
 	fallback        Fallback
-	problems        []error // bad values met while applying options
+	secretPaths     []pathPattern // WithSecretPath; nil: no segment is secret
+	problems        []error       // bad values met while applying options
 }
 
 func defaultConfig() config {
