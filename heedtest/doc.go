@@ -2,7 +2,7 @@
 // throttle and ask clients to come back later: the Go answer to Python's
 // responses and respx.
 //
-// It offers three tools.
+// It offers four tools.
 //
 //   - [Server] is a real HTTP/1.1 server on loopback (127.0.0.1) that plays
 //     a script of [Step] values, one per request: a status with headers and
@@ -13,6 +13,13 @@
 //   - [Transport] is an in-memory [net/http.RoundTripper] that plays the same
 //     kind of script with no network at all, so it also works inside
 //     [testing/synctest] bubbles.
+//   - [FaultServer] fails below HTTP semantics, on loopback too: a refused
+//     or closed connection, a reset before or after the answer's header, a
+//     truncated, slow or trickled answer, a malformed status line or header,
+//     a storm of 1xx responses, a certificate nobody trusts, and HTTP/2's
+//     REFUSED_STREAM and GOAWAY. It plays a script of [Fault] values and
+//     records, per request, whether it read it whole and so would have
+//     acted on it: what a test of retries must count.
 //   - [Clock] is a fake [github.com/heed-go/heed/clock.Clock] whose time
 //     moves only when the test says so. Give it to heed and to a Server or
 //     Transport (see [WithClock]) and retry waits of minutes take no real
