@@ -82,10 +82,16 @@ func (b *unsentBody) whole() bool {
 	return !b.taken && !b.closed
 }
 
+// release closes a body no attempt read from, whose closes were held
+// back. One that was read belongs to net/http, which closes it once done
+// writing: closing it here could end a write still checking for the end
+// of the body, and with it the connection of a response being read.
 func (b *unsentBody) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.closeLocked()
+	if !b.taken {
+		b.closeLocked()
+	}
 }
 
 func (b *unsentBody) closeLocked() error {
