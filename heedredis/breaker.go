@@ -25,6 +25,23 @@ redis.call('DEL', KEYS[2])
 return 1
 `)
 
+// claimScript claims the fleet's probe (KEYS[2]) for ARGV[2] ms, unless
+// the fleet is open (KEYS[1]) past ARGV[1] (µs since the Unix epoch): a
+// probe that failed since the claimant last read the state has reopened
+// the fleet, and freed its claim for the next open period, not this one.
+// It returns -1 when claimed, 0 when another instance holds the claim,
+// else the fleet's open time.
+var claimScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1])) or 0
+if cur > tonumber(ARGV[1]) then
+  return cur
+end
+if redis.call('SET', KEYS[2], 1, 'NX', 'PX', tonumber(ARGV[2])) then
+  return -1
+end
+return 0
+`)
+
 // BreakerFleet is the state a key's circuit breakers share through Redis:
 // whether the fleet holds them open, and until when; and which instance
 // sends the half-open probe. It implements breaker.Fleet: give
@@ -130,14 +147,27 @@ func (b *BreakerFleet) Closed(now time.Time) {
 	b.done(now, err)
 }
 
-// ClaimProbe claims the fleet's next probe for hold. While Redis fails
-// every instance may probe (its own breaker still allows one at a time).
+// ClaimProbe claims the fleet's next probe for hold. It is refused while
+// another instance holds the claim, and while the fleet is open past now:
+// the claimant's view of the open state may be up to BreakerRefresh old,
+// and without this check an instance that read the state just before
+// another's probe failed would claim the claim that failure freed and send
+// a second probe into the same half-open period. While Redis fails every
+// instance may probe (its own breaker still allows one at a time).
 func (b *BreakerFleet) ClaimProbe(now time.Time, hold time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.cfg.Timeout)
-	ok, err := b.s.rdb.SetNX(ctx, b.probeKey, 1, max(hold, time.Millisecond)).Result()
-	cancel()
+	v, err := b.s.call(claimScript, []string{b.openKey, b.probeKey}, now.UnixMicro(), max(hold, time.Millisecond).Milliseconds())
+	r, _ := v.(int64)
+	if err == nil && r > 0 {
+		// Reopened: remember it, so this instance's next call opens with
+		// the fleet without waiting for the next read.
+		b.mu.Lock()
+		if until := time.UnixMicro(r); until.After(b.until) {
+			b.until = until
+		}
+		b.mu.Unlock()
+	}
 	b.done(now, err)
-	return ok || err != nil
+	return r < 0 || err != nil
 }
 
 // done records how a write went.
