@@ -100,6 +100,7 @@ func checkRate(rate float64, burst int) error {
 // more), else (Redis failing) the instance's local limit, or a refusal
 // with FailClosed.
 func (l *Limiter) ReserveBefore(now, deadline time.Time) (time.Time, bool) {
+	entered := time.Now()
 	l.mu.Lock()
 	for {
 		if at, ok, decided := l.fromLease(now, deadline); decided {
@@ -148,8 +149,19 @@ func (l *Limiter) ReserveBefore(now, deadline time.Time) (time.Time, bool) {
 	if refused >= 0 {
 		at, ok = now.Add(refused), false
 	} else {
-		for _, o := range offsets {
-			l.insert(now.Add(o))
+		// The offsets count from Redis's now. This caller takes the first
+		// slot counted from its own now, as it waits from the reply (heed
+		// sleeps at - now once this returns). The others are for callers
+		// that come later with a later now: counted from this caller's,
+		// they would fall before their time by the round trip and any wait
+		// for an earlier lease, and the fleet would send more than its
+		// limit in a window, by the rate times that delay. Counted from
+		// the reply, none is early: the price is lateness, capacity lost,
+		// never excess.
+		base := now.Add(time.Since(entered))
+		l.insert(now.Add(offsets[0]))
+		for _, o := range offsets[1:] {
+			l.insert(base.Add(o))
 		}
 		at, ok, _ = l.fromLease(now, deadline)
 	}
