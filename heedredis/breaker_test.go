@@ -13,11 +13,21 @@ import (
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/heedredis"
 	"github.com/heed-go/heed/heedredis/redistest"
+	"github.com/heed-go/heed/heedtest"
 )
 
 // One instance's trip opens the key's breaker in the whole fleet; after
 // the open time one probe goes for the fleet; a failed probe reopens it
 // everywhere, a successful one closes it everywhere.
+//
+// The breakers read the time from a fake clock, so the open times, the
+// fleet's BreakerRefresh and the probe rounds are exact however loaded the
+// machine is, and the test sleeps for no real time. Redis's own clock
+// still runs: it expires the probe claim after the open time (30 s here,
+// far longer than a probe takes; every probe's outcome frees the claim
+// anyway). Each Store is patient: a Redis call that timed out would let
+// its instance probe on its own (documented fallback), which is not the
+// fleet's rule under test.
 func TestBreakerFleet(t *testing.T) {
 	srv := redistest.Start(t)
 	var healthy atomic.Bool
@@ -29,13 +39,12 @@ func TestBreakerFleet(t *testing.T) {
 		}
 	}))
 	defer api.Close()
-	settings := breaker.Settings{ConsecutiveFailures: 3, OpenTimeout: 300 * time.Millisecond}
+	clk := heedtest.NewClock(time.Now())
+	settings := breaker.Settings{ConsecutiveFailures: 3, OpenTimeout: 30 * time.Second}
 	var clients []*http.Client
 	for range 3 {
-		s := store(t, srv.Client(t), heedredis.Config{})
-		c, _ := instance(t, srv, heedredis.Config{}, heed.WithMaxAttempts(1), heed.WithBreaker(settings),
-			heed.WithBreakerFleet(s.BreakerFleets()), heed.WithoutPacing())
-		clients = append(clients, c)
+		clients = append(clients, instance(t, heed.WithMaxAttempts(1), heed.WithBreaker(settings),
+			heed.WithBreakerFleet(patient(t, srv).BreakerFleets()), heed.WithClock(clk), heed.WithoutPacing()))
 	}
 	call := func(c *http.Client) error {
 		resp, err := c.Get(api.URL)
@@ -60,8 +69,11 @@ func TestBreakerFleet(t *testing.T) {
 	}
 
 	// After the open time: all three call at once, one probe goes out, and
-	// fails: the fleet reopens for twice as long.
-	time.Sleep(settings.OpenTimeout + 50*time.Millisecond)
+	// fails: the fleet reopens for twice as long. The probe's failure is in
+	// Redis before it returns, so an instance that read the fleet's state
+	// before it, and claims the probe after, is refused too: one probe,
+	// whatever the order.
+	clk.Advance(settings.OpenTimeout + time.Second)
 	probeRound := func() {
 		var wg sync.WaitGroup
 		for _, c := range clients {
@@ -73,23 +85,26 @@ func TestBreakerFleet(t *testing.T) {
 	if n := hits.Load(); n != 4 {
 		t.Fatalf("%d hits after the first probe round, want 4: one probe for the fleet", n)
 	}
-	time.Sleep(settings.OpenTimeout + 50*time.Millisecond) // open for 600 ms now: not yet
+	clk.Advance(settings.OpenTimeout + time.Second) // open for 60 s now: not yet
 	probeRound()
 	if n := hits.Load(); n != 4 {
 		t.Errorf("%d hits while the fleet is open for longer, want 4", n)
 	}
 
-	// Healthy again: one probe succeeds and closes the fleet's breakers.
+	// Healthy again: one probe succeeds and closes the fleet's breakers. An
+	// instance still half-open sends its own probe at its next call (the
+	// claim is free again), which succeeds: a few calls each at most.
 	healthy.Store(true)
-	time.Sleep(2*settings.OpenTimeout + 50*time.Millisecond)
+	clk.Advance(settings.OpenTimeout)
 	probeRound()
-	deadline := time.Now().Add(2 * time.Second)
-	for _, c := range clients {
-		for call(c) != nil {
-			if time.Now().After(deadline) {
-				t.Fatal("an instance's breaker did not close after the fleet's probe succeeded")
-			}
-			time.Sleep(20 * time.Millisecond)
+	for i, c := range clients {
+		err := call(c)
+		for try := 0; err != nil && try < 3; try++ {
+			clk.Advance(heedredis.BreakerRefresh)
+			err = call(c)
+		}
+		if err != nil {
+			t.Fatalf("instance %d: breaker not closed after the fleet's probe succeeded: %v", i, err)
 		}
 	}
 }
