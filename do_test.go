@@ -101,8 +101,14 @@ func TestDoAttemptsExhausted(t *testing.T) {
 	}
 }
 
+// Cancelling the context ends the wait before a retry at once. The test
+// cancels once Do is asleep on the fake clock (a timer pending), not after
+// a real pause: on a loaded machine the call may not have reached its wait
+// yet, and a cancel during the attempt ends the call with the attempt's
+// error as its cause rather than context.Canceled.
 func TestDoCancel(t *testing.T) {
-	p := mustPolicy(t, heed.WithLogger(nil))
+	clk := heedtest.NewClock(t0)
+	p := mustPolicy(t, heed.WithLogger(nil), heed.WithClock(clk))
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
 	done := make(chan error, 1)
@@ -113,15 +119,11 @@ func TestDoCancel(t *testing.T) {
 		})
 		done <- err
 	}()
-	time.Sleep(5 * time.Millisecond)
+	clk.BlockUntil(1) // Do waits for its retry; the fake time never gets there
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, heed.ErrCanceled) || !errors.Is(err, context.Canceled) || calls != 1 {
-			t.Fatalf("err=%v calls=%d", err, calls)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("cancel did not end the wait")
+	err := <-done
+	if !errors.Is(err, heed.ErrCanceled) || !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("err=%v calls=%d", err, calls)
 	}
 }
 
