@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/heedredis"
 	"github.com/heed-go/heed/heedredis/redistest"
@@ -31,26 +29,6 @@ func instance(t *testing.T, opts ...heed.Option) *http.Client {
 	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c
-}
-
-// patient is for the tests of what the fleet does while Redis is healthy:
-// a Store on its own connection to srv, whose calls give up only after
-// 10 s, far beyond any round trip to a live Redis however loaded the
-// machine is (redistest's client gives up after 100 ms, the Store after
-// 50 ms by default, and -race on a busy machine can take that long). A
-// call that timed out would put its key on the instance's local state
-// (a local limit of the whole rate, its own breaker), the fallback
-// TestFaults and TestFleetSurvivesRedisKilled cover; here it would be
-// mistaken for the fleet's rule, so a fault fails the test with its cause.
-func patient(t *testing.T, srv *redistest.Server) *heedredis.Store {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 10 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxRetries: -1,
-		ContextTimeoutEnabled: true})
-	t.Cleanup(func() { rdb.Close() })
-	return store(t, rdb, heedredis.Config{Timeout: 10 * time.Second, OnFault: func(key string, err error) {
-		t.Errorf("Redis failed for %q, so the instance left the fleet's state for its own: %v", key, err)
-	}})
 }
 
 func drain(resp *http.Response) {
@@ -84,7 +62,7 @@ func TestFleetAdmission(t *testing.T) {
 	end := start.Add(5 * time.Second)
 	var wg sync.WaitGroup
 	for range instances {
-		limits, err := patient(t, srv).KeyLimits(rate, burst)
+		limits, err := patient(t, srv, heedredis.Config{}).KeyLimits(rate, burst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +141,7 @@ func TestFleetStorm(t *testing.T) {
 			var wg sync.WaitGroup
 			start := time.Now()
 			for range instances {
-				s := patient(t, srv)
+				s := patient(t, srv, heedredis.Config{})
 				limits := s.KeyPacing()
 				if tc.configured {
 					if limits, err = s.KeyLimits(rate, burst); err != nil {
@@ -274,8 +252,14 @@ func (l *timed) ReserveBefore(now, deadline time.Time) (time.Time, bool) {
 }
 
 // Redis paused (SIGSTOP) and resumed, then killed and restarted, while
-// traffic flows: no decision waits longer than the Redis timeout, no
+// traffic flows: no request waits on Redis longer than the timeout, no
 // request fails, and the fleet is back on the shared limit after each.
+//
+// The timeout is checked on the Redis calls themselves (deadlines): each
+// carries a deadline within it. The longest decision is logged, not
+// checked: on a loaded machine it is the timeout plus however long the
+// machine takes to run the caller again (50 to 230 ms seen under -race
+// beside other tests), which says nothing of the code.
 func TestFleetSurvivesRedisKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("4 s of traffic")
@@ -290,8 +274,11 @@ func TestFleetSurvivesRedisKilled(t *testing.T) {
 	var failed, ok atomic.Int64
 	end := time.Now().Add(4 * time.Second)
 	var wg sync.WaitGroup
+	var calls []*deadlines
 	for range instances {
-		s := store(t, srv.Client(t), cfg)
+		rdb := srv.Client(t)
+		calls = append(calls, watch(rdb, cfg.Timeout))
+		s := store(t, rdb, cfg)
 		l, err := s.Limiter("api", 400, 10)
 		if err != nil {
 			t.Fatal(err)
@@ -332,17 +319,15 @@ func TestFleetSurvivesRedisKilled(t *testing.T) {
 		longest = max(longest, time.Duration(l.longest.Load()))
 	}
 	t.Logf("longest limit decision %v (timeout %v)", longest.Round(time.Millisecond), cfg.Timeout)
-	for i, l := range lims {
-		if d := time.Duration(l.longest.Load()); d > cfg.Timeout+50*time.Millisecond { // the timeout, and the decision's own work under -race
-			t.Errorf("instance %d: a decision took %v, want at most the 50ms timeout", i, d)
-		}
+	for _, d := range calls {
+		d.check(t)
 	}
 	if down < 2*instances || back < 2*instances {
 		t.Errorf("%d faults and %d recoveries for %d instances and two outages", down, back, instances)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if n, err := srv.Client(t).Exists(ctx, "heed:{api}:rate").Result(); err != nil || n != 1 {
+	if n, err := patientClient(t, srv).Exists(ctx, "heed:{api}:rate").Result(); err != nil || n != 1 {
 		t.Errorf("the shared limit is not back in Redis: %v %v", n, err)
 	}
 }
