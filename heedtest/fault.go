@@ -189,6 +189,7 @@ type FaultServer struct {
 	script   []Fault
 	next     int // index of the next entry to play
 	ln       net.Listener
+	reserved *reservedPort // the port leading Refused entries keep bound, not listening
 	closed   bool
 	conns    map[net.Conn]struct{}
 	accepted int
@@ -220,7 +221,12 @@ func NewFaultServer(tb testing.TB, script []Fault) *FaultServer {
 	}
 	refused := s.script[0].Kind == Refused
 	if refused {
-		s.addr = DeadAddr(tb)
+		r, err := reservePort()
+		if err != nil {
+			fail(tb, "heedtest: reserve a loopback port: %v", err)
+			return nil
+		}
+		s.reserved, s.addr = r, r.addr
 	} else {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -240,7 +246,8 @@ func NewFaultServer(tb testing.TB, script []Fault) *FaultServer {
 // Listen makes the server listen on its port, which the leading Refused
 // entries of its script left unbound; it then plays the entries after
 // them. It does nothing if the server already listens. It fails if the
-// port was taken meanwhile, which is rare: see [DeadAddr].
+// port was taken meanwhile, which on Unix cannot happen: the port stays
+// bound, without listening, until then.
 func (s *FaultServer) Listen() error {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
@@ -250,7 +257,7 @@ func (s *FaultServer) Listen() error {
 		return nil
 	}
 	s.mu.Unlock()
-	l, err := net.Listen("tcp", s.addr)
+	l, err := s.reserved.listen()
 	if err != nil {
 		return fmt.Errorf("heedtest: listen on %s: %w", s.addr, err)
 	}
@@ -311,6 +318,9 @@ func (s *FaultServer) Close() {
 	close(s.done)
 	if s.ln != nil {
 		s.ln.Close()
+	}
+	if s.reserved != nil {
+		s.reserved.release()
 	}
 	for c := range s.conns {
 		c.Close()
