@@ -22,16 +22,9 @@ import (
 // rewords them fails here rather than silently.
 func TestClosedConnErrors(t *testing.T) {
 	texts := []string{"http: server closed idle connection", "transport connection broken"}
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Skipf("go env GOROOT: %v", err)
-	}
-	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "src", "net", "http", "transport.go"))
-	if err != nil {
-		t.Skipf("net/http source: %v", err)
-	}
+	src := netHTTPSource(t, "transport.go")
 	for _, s := range texts {
-		if !strings.Contains(string(src), s) {
+		if !strings.Contains(src, s) {
 			t.Errorf("net/http no longer says %q: update closedConn", s)
 		}
 	}
@@ -58,20 +51,13 @@ func TestClosedConnErrors(t *testing.T) {
 // connection lost or closed by GOAWAY may have carried the request, so
 // only a request safe to repeat is.
 func TestHTTP2Errors(t *testing.T) {
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Skipf("go env GOROOT: %v", err)
-	}
-	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "src", "net", "http", "h2_bundle.go"))
-	if err != nil {
-		t.Skipf("net/http source: %v", err)
-	}
+	src := netHTTPSource(t, "h2_bundle.go")
 	for _, s := range []string{
 		"server sent GOAWAY and closed the connection", "client connection lost", "client conn is closed",
 		"client conn not usable", "graceful shutdown GOAWAY", "client connection force closed",
 		`"stream error: stream ID %d; %v"`, `"REFUSED_STREAM"`, `"INTERNAL_ERROR"`, `"ENHANCE_YOUR_CALM"`,
 	} {
-		if !strings.Contains(string(src), s) {
+		if !strings.Contains(src, s) {
 			t.Errorf("net/http no longer says %s: update h2ConnFailure", s)
 		}
 	}
@@ -103,4 +89,19 @@ func TestHTTP2Errors(t *testing.T) {
 			t.Errorf("%v on a POST without a key: %+v, want retry %v", tc.err, d, tc.postToo)
 		}
 	}
+}
+
+// netHTTPSource returns a file of the net/http source of the Go running the
+// test, or skips the test where the source is not installed.
+func netHTTPSource(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Skipf("go env GOROOT: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "src", "net", "http", name))
+	if err != nil {
+		t.Skipf("net/http source: %v", err)
+	}
+	return string(src)
 }
