@@ -133,8 +133,11 @@ func hidePath(u *url.URL, pats []pathPattern) (*url.URL, []string) {
 }
 
 // redactURL is RedactURL that also hides the path segments c marks secret.
-func (c *config) redactURL(u *url.URL) string {
-	hidden, _ := hidePath(u, c.secretPaths)
+func (c *config) redactURL(u *url.URL) string { return redactURLPaths(u, c.secretPaths) }
+
+// redactURLPaths is RedactURL that also hides the segments pats mark.
+func redactURLPaths(u *url.URL, pats []pathPattern) string {
+	hidden, _ := hidePath(u, pats)
 	return RedactURL(hidden)
 }
 
