@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,8 +12,11 @@ import (
 )
 
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCommand("demo", `Starts a token-bucket API on loopback that answers 429 with Retry-After and
+X-RateLimit-* headers, runs the clients against it with each strategy (no
+retries, a naive retry loop, heed's defaults with one shared client and with a
+client per caller), and prints a table with a legend and a conclusion.`)
+	fs := c.fs
 	sc := storm.Default
 	fs.IntVar(&sc.Clients, "clients", sc.Clients, "number of clients")
 	fs.IntVar(&sc.PerClient, "requests", sc.PerClient, "successful GETs each client needs")
@@ -22,25 +24,18 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&sc.Server.Burst, "burst", sc.Server.Burst, "the API's burst")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	metricsAddr := fs.String("metrics", "", "serve the heed clients' Prometheus metrics at http://`ADDR`/metrics while\nthe demo runs and afterwards, until interrupted (e.g. 127.0.0.1:9464)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: heed demo [flags]\n\nStarts a token-bucket API on loopback that answers 429 with Retry-After and\nX-RateLimit-* headers, runs the clients against it with each strategy, and\nprints a table. Flags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if help, err := c.parse(args, stdout); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("demo takes no arguments, got %q", fs.Args())
 	}
 	switch {
 	case sc.Clients < 1 || sc.Clients > 10000:
-		return fmt.Errorf("-clients %d: want 1 to 10000", sc.Clients)
+		return c.bad(fmt.Errorf("-clients %d: want 1 to 10000", sc.Clients))
 	case sc.PerClient < 1 || sc.PerClient > 1000:
-		return fmt.Errorf("-requests %d: want 1 to 1000", sc.PerClient)
+		return c.bad(fmt.Errorf("-requests %d: want 1 to 1000", sc.PerClient))
 	case !(sc.Server.Rate > 0) || sc.Server.Rate > 1e6:
-		return fmt.Errorf("-rate %v: want a positive rate up to 1e6", sc.Server.Rate)
+		return c.bad(fmt.Errorf("-rate %v: want a positive rate up to 1e6", sc.Server.Rate))
 	case sc.Server.Burst < 1:
-		return fmt.Errorf("-burst %d: want at least 1", sc.Server.Burst)
+		return c.bad(fmt.Errorf("-burst %d: want at least 1", sc.Server.Burst))
 	}
 
 	strategies := []storm.Strategy{

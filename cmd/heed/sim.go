@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -39,7 +38,7 @@ gives the same output, byte for byte.
 func sim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, simUsage)
-		return errors.New("sim: no model given")
+		return errNoCommand
 	}
 	switch args[0] {
 	case "brooker":
@@ -48,53 +47,49 @@ func sim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return simStorm(ctx, args[1:], stdout, stderr)
 	case "chain":
 		return simChain(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, simUsage)
 		return nil
 	}
-	fmt.Fprint(stderr, simUsage)
-	return fmt.Errorf("sim: unknown model %q", args[0])
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, simUsage)
+		return nil
+	}
+	return &usageError{cmd: "sim", err: fmt.Errorf("unknown model %q (want brooker, storm or chain)", args[0])}
 }
 
 // simFlags are the flags every model has.
 type simFlags struct {
-	fs    *flag.FlagSet
+	*command
 	seed  *uint64
 	csv   *bool
 	out   *string
 	quiet *bool
 }
 
-func newSimFlags(model, about string, stderr io.Writer) simFlags {
-	fs := flag.NewFlagSet("sim "+model, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f := simFlags{
-		fs:    fs,
-		seed:  fs.Uint64("seed", 1, "random seed: the same seed gives the same output"),
-		csv:   fs.Bool("csv", false, "print CSV instead of the table"),
-		out:   fs.String("out", "", "also write CSV files and charts (SVG and PNG) into `DIR`"),
-		quiet: fs.Bool("quiet", false, "no progress on stderr"),
+func newSimFlags(model, about string) simFlags {
+	c := newCommand("sim "+model, about)
+	return simFlags{
+		command: c,
+		seed:    c.fs.Uint64("seed", 1, "random seed: the same seed gives the same output"),
+		csv:     c.fs.Bool("csv", false, "print CSV instead of the table"),
+		out:     c.fs.String("out", "", "also write CSV files and charts (SVG and PNG) into `DIR`"),
+		quiet:   c.fs.Bool("quiet", false, "no progress on stderr"),
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: heed sim %s [flags]\n\n%s\n\nFlags:\n", model, about)
-		fs.PrintDefaults()
-	}
-	return f
 }
 
-func (f simFlags) parse(args []string) error {
-	if err := f.fs.Parse(args); err != nil {
-		return err
-	}
-	if f.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", f.fs.Args())
+// parse parses args as command.parse does, then creates the -out
+// directory.
+func (f simFlags) parse(args []string, stdout io.Writer) (help bool, err error) {
+	if help, err := f.command.parse(args, stdout); help || err != nil {
+		return help, err
 	}
 	if *f.out != "" {
 		if err := os.MkdirAll(*f.out, 0o755); err != nil {
-			return fmt.Errorf("-out: %w", err)
+			return false, fmt.Errorf("-out: %w", err)
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // writeFile writes dir/name with write.
@@ -209,7 +204,7 @@ func parseInts(s string) ([]int, error) {
 }
 
 func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newSimFlags("storm", "The public 429 storm in virtual time: a token-bucket API and C clients x M GETs,\neach strategy against a fresh server. heed's strategies run heed's real Transport.", stderr)
+	f := newSimFlags("storm", "The public 429 storm in virtual time: a token-bucket API and C clients x M GETs,\neach strategy against a fresh server. heed's strategies run heed's real Transport.")
 	sc := storm.Default
 	f.fs.IntVar(&sc.Clients, "clients", sc.Clients, "number of clients")
 	f.fs.IntVar(&sc.PerClient, "requests", sc.PerClient, "successful GETs each client needs")
@@ -221,7 +216,7 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	latency := f.fs.Duration("latency", time.Millisecond, "network round trip")
 	strategies := f.fs.String("strategies", "all", "comma-separated: no-retry, exponential, full-jitter, retry-after,\nretry-after-jitter, heed-shared, heed; or all")
 	bucket := f.fs.Duration("bucket", 0, "width of the attempts-over-time chart's buckets (0: a 100th of the longest makespan)")
-	if err := f.parse(args); err != nil {
+	if help, err := f.parse(args, stdout); help || err != nil {
 		return err
 	}
 	switch *retryAfter {
@@ -232,7 +227,7 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "none":
 		sc.Server.RetryAfter = storm.RetryAfterNone
 	default:
-		return fmt.Errorf("-retry-after %q: want seconds, date or none", *retryAfter)
+		return f.bad(fmt.Errorf("-retry-after %q: want seconds, date or none", *retryAfter))
 	}
 	switch *reset {
 	case "seconds":
@@ -240,19 +235,19 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "epoch":
 		sc.Server.Reset = storm.ResetEpoch
 	default:
-		return fmt.Errorf("-reset %q: want seconds or epoch", *reset)
+		return f.bad(fmt.Errorf("-reset %q: want seconds or epoch", *reset))
 	}
 	sc.Server.NoRateLimitHeaders = *noHeaders
 	sts, err := stormsim.ParseStrategies(*strategies)
 	if err != nil {
-		return err
+		return f.bad(err)
 	}
 	if *bucket < 0 {
-		return fmt.Errorf("-bucket %v: must not be negative", *bucket)
+		return f.bad(fmt.Errorf("-bucket %v: must not be negative", *bucket))
 	}
 	cfg := stormsim.Config{Scenario: sc, Latency: *latency, Seed: *f.seed, Strategies: sts}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return f.bad(err)
 	}
 	m := newMeter(stderr, "storm", *f.quiet)
 	rs, err := stormsim.Run(ctx, cfg, m.update)
@@ -287,7 +282,7 @@ func simChain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 failing a share of its requests; for each K and failure rate, the load at the bottom
 over the load at the top, the share of the top's requests that succeeded and their
 latency (p99, max), in virtual time. Several rates make a sweep: a table per K, a row
-per rate, and with -out a success and an amplification chart per K.`, stderr)
+per rate, and with -out a success and an amplification chart per K.`)
 	tiers := f.fs.String("tiers", "2-10", "chain lengths K: a list (2,4,10) or a range (2-10)")
 	failRate := f.fs.String("fail-rate", "1", "shares of its requests the bottom tier fails: one (0.5), a list\n(0,0.1,0.5,1) or a sweep FROM-TO/STEP (0-1/0.1)")
 	failKind := f.fs.String("fail-kind", "503", "how the bottom fails them: 503, 500, or refused (the connection to it\nis refused)")
@@ -301,37 +296,37 @@ per rate, and with -out a success and an amplification chart per K.`, stderr)
 		bnames = append(bnames, b.Name)
 	}
 	breakers := f.fs.String("breaker", "", "run the heed strategy once per breaker setting, as heed[NAME];\ncomma-separated: "+strings.Join(bnames, ", ")+"; or all")
-	if err := f.parse(args); err != nil {
+	if help, err := f.parse(args, stdout); help || err != nil {
 		return err
 	}
 	ks, err := parseInts(*tiers)
 	if err != nil {
-		return fmt.Errorf("-tiers: %w", err)
+		return f.bad(fmt.Errorf("-tiers: %w", err))
 	}
 	rates, err := parseRates(*failRate)
 	if err != nil {
-		return fmt.Errorf("-fail-rate: %w", err)
+		return f.bad(fmt.Errorf("-fail-rate: %w", err))
 	}
 	kind, err := chainsim.ParseFailKind(*failKind)
 	if err != nil {
-		return fmt.Errorf("-fail-kind: %w", err)
+		return f.bad(fmt.Errorf("-fail-kind: %w", err))
 	}
 	sts, err := chainsim.ParseStrategies(*strategies)
 	if err != nil {
-		return err
+		return f.bad(err)
 	}
 	if *breakers != "" {
 		bs, err := chainsim.ParseBreakers(*breakers)
 		if err != nil {
-			return fmt.Errorf("-breaker: %w", err)
+			return f.bad(fmt.Errorf("-breaker: %w", err))
 		}
 		if sts, err = chainsim.WithBreakers(sts, bs); err != nil {
-			return fmt.Errorf("-breaker: %w", err)
+			return f.bad(fmt.Errorf("-breaker: %w", err))
 		}
 	}
 	cfg := chainsim.Config{Tiers: ks, FailRates: rates, FailKind: kind, Requests: *requests, Interval: *interval, Latency: *latency, Deadline: *deadline, Seed: *f.seed, Strategies: sts}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return f.bad(err)
 	}
 	m := newMeter(stderr, "chain", *f.quiet)
 	ps, err := chainsim.Run(ctx, cfg, m.update)
@@ -502,25 +497,25 @@ func chainSweepCharts(dir string, cfg chainsim.Config, ps []chainsim.Point) erro
 }
 
 func simBrooker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newSimFlags("brooker", "The optimistic-concurrency contention model of Brooker's \"Exponential Backoff And\nJitter\" (docs/simulations.md): N clients each update one row once; work is the\nconditional writes the server handled, time the makespan in ms. Means over -runs.", stderr)
+	f := newSimFlags("brooker", "The optimistic-concurrency contention model of Brooker's \"Exponential Backoff And\nJitter\" (docs/simulations.md): N clients each update one row once; work is the\nconditional writes the server handled, time the makespan in ms. Means over -runs.")
 	ns := f.fs.String("n", "10-190/10", "numbers of clients N: a list (10,50,100) or a range (10-190/10)")
 	runs := f.fs.Int("runs", 100, "independent runs per point")
 	strategies := f.fs.String("strategies", "all", "comma-separated: None, Exponential, FullJitter, EqualJitter, Decorr,\nheed-defaults, heed-budget; or reference (the first five) or all")
 	seriesN := f.fs.Int("series-n", 100, "N whose call rate over time -out charts (one run per strategy)")
-	if err := f.parse(args); err != nil {
+	if help, err := f.parse(args, stdout); help || err != nil {
 		return err
 	}
 	points, err := parseInts(*ns)
 	if err != nil {
-		return fmt.Errorf("-n: %w", err)
+		return f.bad(fmt.Errorf("-n: %w", err))
 	}
 	sts, err := brooker.ParseStrategies(*strategies)
 	if err != nil {
-		return err
+		return f.bad(err)
 	}
 	for _, n := range append(points, *seriesN) {
 		if err := (brooker.Config{N: n, Runs: *runs, Strategies: sts}).Validate(); err != nil {
-			return err
+			return f.bad(err)
 		}
 	}
 	m := newMeter(stderr, "brooker", *f.quiet)
