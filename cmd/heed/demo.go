@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"sync"
-	"time"
 
 	"github.com/heed-go/heed/internal/storm"
 )
@@ -58,9 +55,9 @@ client per caller), and prints a table with a legend and a conclusion.`)
 	total := sc.Clients * sc.PerClient
 	var results []storm.Result
 	for _, st := range strategies {
-		p := newProgress(stderr, st.Name, total, *quiet, isTerminal(stderr))
-		r, err := storm.Run(ctx, sc, st, p.update)
-		p.finish()
+		m := newMeter(stderr, st.Name, *quiet)
+		r, err := storm.Run(ctx, sc, st, func(done int) { m.update(done, total) })
+		m.finish()
 		if err != nil {
 			return fmt.Errorf("%s: %w", st.Name, err)
 		}
@@ -74,71 +71,4 @@ client per caller), and prints a table with a legend and a conclusion.`)
 		<-ctx.Done()
 	}
 	return nil
-}
-
-// progress reports how far a run has got on stderr: one line redrawn ten
-// times a second on a terminal, a line every two seconds otherwise.
-type progress struct {
-	w     io.Writer
-	name  string
-	total int
-	quiet bool
-	tty   bool
-	start time.Time
-
-	mu   sync.Mutex
-	last time.Time
-	done int
-}
-
-func newProgress(w io.Writer, name string, total int, quiet, tty bool) *progress {
-	p := &progress{w: w, name: name, total: total, quiet: quiet, tty: tty, start: time.Now()}
-	p.last = p.start
-	p.draw()
-	return p
-}
-
-func (p *progress) update(done int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done = max(p.done, done)
-	every := 2 * time.Second
-	if p.tty {
-		every = 100 * time.Millisecond
-	}
-	if now := time.Now(); now.Sub(p.last) >= every {
-		p.last = now
-		p.draw()
-	}
-}
-
-func (p *progress) draw() {
-	if p.quiet {
-		return
-	}
-	line := fmt.Sprintf("%-34s %5d/%d requests %6.1fs", p.name, p.done, p.total, time.Since(p.start).Seconds())
-	if p.tty {
-		fmt.Fprint(p.w, "\r"+line)
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.draw()
-	if !p.quiet && p.tty {
-		fmt.Fprintln(p.w)
-	}
-}
-
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

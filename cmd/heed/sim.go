@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/heed-go/heed/cmd/heed/internal/sim/brooker"
@@ -103,62 +102,6 @@ func writeFile(dir, name string, write func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
-}
-
-// meter shows a run's progress on stderr once it has lasted a second: a
-// line redrawn ten times a second on a terminal, one every two seconds
-// otherwise.
-type meter struct {
-	w     io.Writer
-	name  string
-	quiet bool
-	tty   bool
-	start time.Time
-
-	mu    sync.Mutex
-	last  time.Time
-	shown bool
-}
-
-func newMeter(w io.Writer, name string, quiet bool) *meter {
-	now := time.Now()
-	return &meter{w: w, name: name, quiet: quiet, tty: isTerminal(w), start: now, last: now}
-}
-
-func (m *meter) update(done, total int) {
-	if m.quiet {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	every := 2 * time.Second
-	if m.tty {
-		every = 100 * time.Millisecond
-	}
-	if now.Sub(m.start) < time.Second || now.Sub(m.last) < every && done < total {
-		return
-	}
-	m.last, m.shown = now, true
-	line := fmt.Sprintf("%s %s %d/%d %5.1f%% %6.1fs", m.name, bar(done, total, 30), done, total, 100*float64(done)/float64(max(total, 1)), now.Sub(m.start).Seconds())
-	if m.tty {
-		fmt.Fprint(m.w, "\r"+line)
-	} else {
-		fmt.Fprintln(m.w, line)
-	}
-}
-
-func (m *meter) finish() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.shown && m.tty {
-		fmt.Fprintln(m.w)
-	}
-}
-
-func bar(done, total, width int) string {
-	n := width * done / max(total, 1)
-	return "[" + strings.Repeat("#", min(n, width)) + strings.Repeat(".", width-min(n, width)) + "]"
 }
 
 // parseInts reads "10,20,30" or "10-190/10" (from-to/step, the step
