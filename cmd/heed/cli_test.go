@@ -5,6 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/heed-go/heed/cmd/heed/internal/sim/table"
 )
 
 // Help anywhere goes to stdout and exits 0; a bad command line prints its
@@ -116,5 +119,28 @@ func TestRunFailure(t *testing.T) {
 	code := runMain(context.Background(), []string{"sim", "storm", "-out", "/dev/null/x"}, &out, &errOut)
 	if code != 1 || strings.Count(errOut.String(), "\n") != 1 || !strings.HasPrefix(errOut.String(), "heed: -out: ") {
 		t.Errorf("exit %d, stderr:\n%s", code, errOut.String())
+	}
+}
+
+// Every table the CLI prints fits in table.MaxWidth columns, however many
+// strategies it compares.
+func TestTablesFit(t *testing.T) {
+	for _, args := range [][]string{
+		{"demo", "-clients", "4", "-requests", "3", "-rate", "500", "-burst", "12", "-quiet"},
+		{"sim", "storm", "-clients", "20", "-requests", "3", "-quiet"},
+		{"sim", "brooker", "-n", "10,190", "-runs", "2", "-quiet"},
+		{"sim", "chain", "-tiers", "2-10", "-requests", "5", "-strategies", "one-retry,heed-no-budget,heed-no-breaker,heed", "-breaker", "all", "-quiet"},
+		{"sim", "chain", "-tiers", "2-3", "-requests", "5", "-fail-rate", "0-1/0.5", "-strategies", "naive,heed", "-breaker", "all", "-quiet"},
+		{"sim", "chain", "-tiers", "2-4", "-requests", "5", "-breaker", "all", "-quiet"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := runMain(context.Background(), args, &out, &errOut); code != 0 {
+			t.Fatalf("%q: exit %d\n%s", args, code, errOut.String())
+		}
+		for i, l := range strings.Split(out.String(), "\n") {
+			if n := utf8.RuneCountInString(l); n > table.MaxWidth {
+				t.Errorf("%q: line %d is %d columns wide:\n%s", args, i+1, n, l)
+			}
+		}
 	}
 }

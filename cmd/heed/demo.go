@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/heed-go/heed/cmd/heed/internal/sim/stormsim"
 	"github.com/heed-go/heed/internal/storm"
 )
 
@@ -63,7 +64,7 @@ client per caller), and prints a table with a legend and a conclusion.`)
 		}
 		results = append(results, r)
 	}
-	if err := storm.WriteTable(stdout, sc, results); err != nil {
+	if err := stormsim.WriteTable(stdout, sc, results); err != nil {
 		return err
 	}
 	if metrics != nil {

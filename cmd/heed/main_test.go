@@ -25,7 +25,7 @@ func TestDemoSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err, errOut.String())
 	}
-	for _, want := range []string{"no retries", "naive retry loop", "heed defaults, shared client", "heed defaults, client per caller", "attempts/success"} {
+	for _, want := range []string{"no retries", "naive retry loop", "heed defaults, shared client", "heed defaults, client per caller", "per ok", "vs optimal"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}
@@ -128,7 +128,7 @@ func TestSimBrooker(t *testing.T) {
 	if err := run(context.Background(), args, &b, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	if a.String() != b.String() || !strings.Contains(a.String(), "FullJitter.work") {
+	if a.String() != b.String() || !strings.Contains(a.String(), "Work: conditional writes") {
 		t.Errorf("outputs differ or lack the table:\n%s\n%s", a.String(), b.String())
 	}
 	for _, f := range []string{"brooker.csv", "brooker-work.svg", "brooker-time.png", "brooker-calls-FullJitter-n10.svg"} {

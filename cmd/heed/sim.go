@@ -207,7 +207,7 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for i, r := range rs {
 			plain[i] = r.Result
 		}
-		if err := storm.WriteTable(stdout, sc, plain); err != nil {
+		if err := stormsim.WriteTable(stdout, sc, plain); err != nil {
 			return err
 		}
 	}
@@ -510,7 +510,7 @@ func brookerCharts(dir string, ps []brooker.Point, sts []brooker.Strategy, serie
 			return err
 		}
 		name := fmt.Sprintf("brooker-calls-%s-n%d", st, seriesN)
-		if err := writeFile(dir, name+".txt", func(w io.Writer) error { return brooker.WriteSeries(w, times) }); err != nil {
+		if err := writeFile(dir, name+".txt", func(w io.Writer) error { return brooker.WriteSeries(w, st, seriesN, seed, times) }); err != nil {
 			return err
 		}
 		x, y := chart.Histogram(times, 10)

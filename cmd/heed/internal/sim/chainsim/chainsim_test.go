@@ -156,7 +156,7 @@ func TestSweepDeterministic(t *testing.T) {
 	if len(ps) != 2*2*2 {
 		t.Fatalf("%d points, want 8", len(ps))
 	}
-	for _, want := range []string{"K = 3", "   60%", "naive,2,503,0.2,60,"} {
+	for _, want := range []string{"K = 3", "\n60%", "naive,2,503,0.2,60,"} {
 		if !strings.Contains(a, want) {
 			t.Errorf("output lacks %q:\n%s", want, a)
 		}
@@ -332,5 +332,18 @@ func TestSREThrottle(t *testing.T) {
 		if ok < tc.minOK || ok > tc.maxOK || p.Amplification() > tc.maxAmp {
 			t.Errorf("fail %.0f%%: %.1f%% ok, amplification %.3f", tc.fail*100, 100*ok, p.Amplification())
 		}
+	}
+}
+
+// A strategy name with a comma or a quote is quoted as CSV wants.
+func TestCSVQuoting(t *testing.T) {
+	var b bytes.Buffer
+	ps := []Point{{Strategy: `heed[a,"b"]`, Tiers: 2, FailKind: Fail503, FailRate: 0.5, Hits: []int64{10, 20}, OK: 5}}
+	if err := WriteCSV(&b, ps); err != nil {
+		t.Fatal(err)
+	}
+	want := `"heed[a,""b""]",2,503,0.5,10,20,2.000000,5,0.000000,0.000000`
+	if lines := strings.Split(b.String(), "\n"); lines[1] != want {
+		t.Errorf("got %s, want %s", lines[1], want)
 	}
 }

@@ -1,20 +1,41 @@
 package chainsim
 
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heed-go/heed/cmd/heed/internal/sim/table"
 )
 
-// WriteTable prints the points. With one failure rate, a row per K: for
-// every strategy the amplification (the load at the bottom over the load at
-// the top) and the share of requests into the top that succeeded. With
-// several, for each K a row per rate with the same two columns per
-// strategy, then the top-level latency (p99 and max) the same way.
+// WriteTable prints the points as tables, each at most table.MaxWidth
+// columns wide (a wide one splits), with a legend and a conclusion drawn
+// from the numbers. With one failure rate: a row per K, one table of the
+// amplification (the load at the bottom over the load at the top) per
+// strategy beside the 2^(K-1) of one retry per tier, one of the share of
+// requests into the top that succeeded. With several: for each K, a row
+// per rate, the success share and amplification per strategy, then the
+// top-level latency (p99 and max) the same way.
 func WriteTable(w io.Writer, cfg Config, ps []Point) error {
+	for i, t := range Tables(cfg, ps) {
+		if i > 0 {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		if err := t.Write(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Tables lays out the points as WriteTable prints them.
+func Tables(cfg Config, ps []Point) []table.Table {
 	kind := cfg.FailKind
 	if kind == "" {
 		kind = Fail503
@@ -33,6 +54,9 @@ func WriteTable(w io.Writer, cfg Config, ps []Point) error {
 	if cfg.Deadline > 0 {
 		deadline = fmt.Sprintf("; each with a %v deadline", cfg.Deadline)
 	}
+	ampLegend := [2]string{"amp", "amplification: requests the bottom tier received / requests into the top " +
+		"(1 = no retries reached the bottom; under 1: requests stopped above it)"}
+	okLegend := [2]string{"ok", "share of the requests into the top that succeeded"}
 	if len(cfg.FailRates) == 1 {
 		rate := cfg.FailRates[0]
 		how := ""
@@ -42,58 +66,101 @@ func WriteTable(w io.Writer, cfg Config, ps []Point) error {
 		case FailRefused:
 			how = " (connection refused)"
 		}
-		fmt.Fprintf(w, "%d requests into the top, %v apart; the bottom fails %.0f%% of its requests%s%s\n", cfg.Requests, cfg.Interval, rate*100, how, deadline)
-		fmt.Fprintf(w, "amplification = load at the bottom / load at the top; ok = requests into the top that succeeded\n\n")
-		fmt.Fprintf(w, "%3s", "K")
-		for _, n := range names {
-			fmt.Fprintf(w, " %16s %6s", n, "ok")
-		}
-		fmt.Fprintf(w, " %8s\n", "2^(K-1)")
+		scene := fmt.Sprintf("%d requests into the top, %v apart; the bottom fails %.0f%% of its requests%s%s", cfg.Requests, cfg.Interval, rate*100, how, deadline)
+		amps := table.Table{Title: "Amplification through K tiers: " + scene, Head: append(append([]string{"K"}, names...), "2^(K-1)"), Labels: 1}
+		oks := table.Table{Title: "Success: share of the requests into the top that succeeded", Head: append([]string{"K"}, names...), Labels: 1}
 		for _, k := range cfg.Tiers {
-			fmt.Fprintf(w, "%3d", k)
+			ar, or := []string{strconv.Itoa(k)}, []string{strconv.Itoa(k)}
 			for _, n := range names {
 				p := find(n, k, rate)
-				fmt.Fprintf(w, " %16s %5.1f%%", amp(p.Amplification()), 100*p.Success())
+				ar = append(ar, amp(p.Amplification()))
+				or = append(or, fmt.Sprintf("%.1f%%", 100*p.Success()))
 			}
-			fmt.Fprintf(w, " %8d\n", 1<<(k-1))
+			amps.Rows = append(amps.Rows, append(ar, strconv.Itoa(1<<(k-1))))
+			oks.Rows = append(oks.Rows, or)
 		}
-		return nil
+		amps.Legend = [][2]string{
+			{"K", "services in the chain, the bottom one failing"},
+			{"(cells)", ampLegend[1]},
+			{"2^(K-1)", "the amplification of one retry per tier when the bottom always fails: each tier " +
+				"sends two requests for every one it receives"},
+		}
+		k := slices.Max(cfg.Tiers)
+		var lows, highs []string
+		var low, high float64
+		for i, n := range names {
+			p := find(n, k, rate)
+			if a := p.Amplification(); i == 0 || a < low {
+				low, lows = a, []string{n}
+			} else if a == low {
+				lows = append(lows, n)
+			}
+			if o := p.Success(); i == 0 || o > high {
+				high, highs = o, []string{n}
+			} else if o == high {
+				highs = append(highs, n)
+			}
+		}
+		if len(names) > 0 {
+			got := fmt.Sprintf("the most requests succeeded with %s (%.1f%%)", join(highs), 100*high)
+			if len(highs) == len(names) {
+				got = fmt.Sprintf("every strategy delivered %.1f%% of the requests", 100*high)
+			}
+			oks.Notes = []string{fmt.Sprintf("At K = %d the least load reached the bottom with %s (%s times the top's, against %d for one retry per tier "+
+				"on a dead bottom); %s.", k, join(lows), amp(low), 1<<(k-1), got)}
+		}
+		return []table.Table{amps, oks}
 	}
 
 	how := map[FailKind]string{Fail503: "answering 503", Fail500: "answering 500", FailRefused: "refusing the connection"}[kind]
-	fmt.Fprintf(w, "%d requests into the top, %v apart; the bottom fails a share of its requests, %s%s\n", cfg.Requests, cfg.Interval, how, deadline)
-	fmt.Fprintf(w, "ok = requests into the top that succeeded; amp = load at the bottom / load at the top;\n")
-	fmt.Fprintf(w, "p99, max = the top-level requests' latency in virtual time\n")
-	widths := make([]int, len(names))
-	for i, n := range names {
-		widths[i] = max(len(n), 15)
-	}
-	line := func(label string, cell func(strategy string) string) {
-		fmt.Fprintf(w, "%6s", label)
-		for i, n := range names {
-			fmt.Fprintf(w, "  %*s", widths[i], cell(n))
+	var out []table.Table
+	for ki, k := range cfg.Tiers {
+		okAmp := table.Table{Head: append([]string{"rate"}, names...), Labels: 1}
+		if ki == 0 {
+			okAmp.Title = fmt.Sprintf("%d requests into the top, %v apart; the bottom fails a share (rate) of its requests, %s%s\n\n", cfg.Requests, cfg.Interval, how, deadline)
 		}
-		fmt.Fprintln(w)
-	}
-	for _, k := range cfg.Tiers {
-		fmt.Fprintf(w, "\nK = %d\n", k)
-		line("", func(n string) string { return n })
-		line("rate", func(string) string { return fmt.Sprintf("%6s %8s", "ok", "amp") })
+		okAmp.Title += fmt.Sprintf("K = %d: ok (success) and amp (amplification), per strategy", k)
+		lat := table.Table{Title: fmt.Sprintf("K = %d: latency of the requests into the top, p99 and max, per strategy", k), Head: append([]string{"rate"}, names...), Labels: 1}
+		sumOK, sumAmp := make([]float64, len(names)), make([]float64, len(names))
 		for _, rate := range cfg.FailRates {
-			line(rateText(rate), func(n string) string {
+			r1, r2 := []string{rateText(rate)}, []string{rateText(rate)}
+			for i, n := range names {
 				p := find(n, k, rate)
-				return fmt.Sprintf("%5.1f%% %8s", 100*p.Success(), amp(p.Amplification()))
-			})
+				r1 = append(r1, fmt.Sprintf("%5.1f%% %s", 100*p.Success(), amp(p.Amplification())))
+				r2 = append(r2, fmt.Sprintf("%s %s", dur(p.P99), dur(p.Max)))
+				sumOK[i] += p.Success()
+				sumAmp[i] += p.Amplification()
+			}
+			okAmp.Rows = append(okAmp.Rows, r1)
+			lat.Rows = append(lat.Rows, r2)
 		}
-		line("", func(string) string { return fmt.Sprintf("%6s %6s", "p99", "max") })
-		for _, rate := range cfg.FailRates {
-			line(rateText(rate), func(n string) string {
-				p := find(n, k, rate)
-				return fmt.Sprintf("%6s %6s", dur(p.P99), dur(p.Max))
-			})
+		if ki == 0 {
+			okAmp.Legend = [][2]string{{"rate", "share of its requests the bottom tier fails"}, okLegend, ampLegend}
+			lat.Legend = [][2]string{{"p99, max", "the 99th-percentile and the slowest request into the top, in virtual time"}}
 		}
+		best, least := 0, 0
+		for i := range names {
+			if sumOK[i] > sumOK[best] {
+				best = i
+			}
+			if sumAmp[i] < sumAmp[least] {
+				least = i
+			}
+		}
+		nr := float64(len(cfg.FailRates))
+		lat.Notes = []string{fmt.Sprintf("K = %d, averaged over the %d failure rates: the most requests succeeded with %s (%.1f%%), "+
+			"the least load reached the bottom with %s (%s times the top's).", k, len(cfg.FailRates), names[best], 100*sumOK[best]/nr, names[least], amp(sumAmp[least]/nr))}
+		out = append(out, okAmp, lat)
 	}
-	return nil
+	return out
+}
+
+// join lists names: "a", "a and b", "a, b and c".
+func join(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 func amp(a float64) string {
@@ -119,22 +186,14 @@ func dur(d time.Duration) string {
 // WriteCSV writes one row per strategy, chain length and failure rate;
 // latencies in seconds.
 func WriteCSV(w io.Writer, ps []Point) error {
-	if _, err := fmt.Fprintln(w, "strategy,tiers,fail_kind,fail_rate,top,bottom,amplification,ok,max_latency,p99_latency"); err != nil {
-		return err
-	}
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"strategy", "tiers", "fail_kind", "fail_rate", "top", "bottom", "amplification", "ok", "max_latency", "p99_latency"})
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
 	for _, p := range ps {
-		if _, err := fmt.Fprintf(w, "%s,%d,%s,%s,%d,%d,%.6f,%d,%.6f,%.6f\n", csvField(p.Strategy), p.Tiers, p.FailKind, strconv.FormatFloat(p.FailRate, 'f', -1, 64),
-			p.Hits[0], p.Hits[len(p.Hits)-1], p.Amplification(), p.OK, p.Max.Seconds(), p.P99.Seconds()); err != nil {
-			return err
-		}
+		cw.Write([]string{p.Strategy, strconv.Itoa(p.Tiers), string(p.FailKind), strconv.FormatFloat(p.FailRate, 'f', -1, 64),
+			strconv.FormatInt(p.Hits[0], 10), strconv.FormatInt(p.Hits[len(p.Hits)-1], 10), f(p.Amplification()),
+			strconv.Itoa(p.OK), f(p.Max.Seconds()), f(p.P99.Seconds())})
 	}
-	return nil
-}
-
-// csvField quotes a field that needs it.
-func csvField(s string) string {
-	if strings.ContainsAny(s, ",\"\n") {
-		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-	}
-	return s
+	cw.Flush()
+	return cw.Error()
 }

@@ -8,6 +8,7 @@ package stormsim
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -242,17 +243,24 @@ func get(c *http.Client) bool {
 	return err == nil && resp.StatusCode == http.StatusOK
 }
 
-// WriteCSV writes the results, one row per strategy.
+// WriteCSV writes the results, one row per strategy. over_optimal is
+// empty for a strategy that lost requests, as in the table: its makespan
+// is not a time to do the work.
 func WriteCSV(w io.Writer, cfg Config, rs []Result) error {
-	if _, err := fmt.Fprintln(w, "strategy,clients,requests,rate,burst,succeeded,failed,attempts,throttled,attempts_per_success,makespan_s,optimal_s,over_optimal"); err != nil {
-		return err
-	}
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"strategy", "clients", "requests", "rate", "burst", "succeeded", "failed", "attempts", "throttled",
+		"attempts_per_success", "makespan_s", "optimal_s", "over_optimal"})
 	for _, r := range rs {
-		if _, err := fmt.Fprintf(w, "%s,%d,%d,%s,%d,%d,%d,%d,%d,%.4f,%.3f,%.3f,%.4f\n", r.Name, cfg.Clients, cfg.PerClient,
-			strconv.FormatFloat(cfg.Server.Rate, 'f', -1, 64), cfg.Server.Burst, r.Succeeded, r.Failed, r.Attempts, r.Throttled,
-			r.AttemptsPerSuccess(), r.Makespan.Seconds(), r.Optimal.Seconds(), r.OverOptimal()); err != nil {
-			return err
+		over := ""
+		if r.Failed == 0 {
+			over = strconv.FormatFloat(r.OverOptimal(), 'f', 4, 64)
 		}
+		cw.Write([]string{r.Name, strconv.Itoa(cfg.Clients), strconv.Itoa(cfg.PerClient),
+			strconv.FormatFloat(cfg.Server.Rate, 'f', -1, 64), strconv.Itoa(cfg.Server.Burst),
+			strconv.Itoa(r.Succeeded), strconv.Itoa(r.Failed), strconv.FormatInt(r.Attempts, 10), strconv.FormatInt(r.Throttled, 10),
+			strconv.FormatFloat(r.AttemptsPerSuccess(), 'f', 4, 64), strconv.FormatFloat(r.Makespan.Seconds(), 'f', 3, 64),
+			strconv.FormatFloat(r.Optimal.Seconds(), 'f', 3, 64), over})
 	}
-	return nil
+	cw.Flush()
+	return cw.Error()
 }

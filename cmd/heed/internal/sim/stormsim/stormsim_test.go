@@ -114,3 +114,44 @@ func TestBadConfig(t *testing.T) {
 		t.Errorf("unknown strategy: %v", err)
 	}
 }
+
+// CSV quotes what needs quoting, and leaves over_optimal empty for a
+// strategy that lost requests.
+func TestCSV(t *testing.T) {
+	cfg := Config{Scenario: storm.Default}
+	rs := []Result{{Result: storm.Result{Name: `a,"b"`, Succeeded: 5, Failed: 5, Attempts: 10, Makespan: time.Second, Optimal: time.Second}}}
+	var b bytes.Buffer
+	if err := WriteCSV(&b, cfg, rs); err != nil {
+		t.Fatal(err)
+	}
+	want := `"a,""b""",50,10,100,10,5,5,10,0,2.0000,1.000,1.000,`
+	if lines := strings.Split(b.String(), "\n"); lines[1] != want {
+		t.Errorf("got %s, want %s", lines[1], want)
+	}
+}
+
+// A strategy that lost requests gets no "vs optimal" score, and the
+// conclusion names the winner the numbers give.
+func TestTableHonest(t *testing.T) {
+	sc := storm.Default
+	opt := sc.Optimal()
+	rs := []storm.Result{
+		{Name: "quitter", Succeeded: 10, Failed: 490, Attempts: 500, Makespan: 10 * time.Millisecond, Optimal: opt},
+		{Name: "slow", Succeeded: 500, Attempts: 900, Makespan: 3 * opt, Optimal: opt},
+		{Name: "quick", Succeeded: 500, Attempts: 600, Makespan: opt * 11 / 10, Optimal: opt},
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, sc, rs); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"quitter   10     490       500     0   50.00     0.01s         n/a\n",
+		"quick was the fastest (1.10x the optimal time) and wasted the least (1.20 attempts per success); slow was the slowest",
+		"quitter lost 490 of 500.",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
