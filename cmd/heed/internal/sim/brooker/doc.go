@@ -3,8 +3,8 @@
 // simulator whose charts show full jitter doing far less work than plain
 // exponential backoff.
 //
-// The model follows ../shared/brooker-model.md exactly: N clients start at
-// t = 0 and each updates one database row once with optimistic concurrency
+// The model is the one of the simulator published with the post: N clients
+// start at t = 0 and each updates one database row once with optimistic concurrency
 // control (read the version, then a conditional write carrying it). The
 // server answers every message instantly; contention comes only from
 // version conflicts. Each of an attempt's four network legs is delayed by

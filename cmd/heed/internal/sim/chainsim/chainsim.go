@@ -150,7 +150,7 @@ func heedStrategy(name string, middleware bool, opts ...heed.Option) Strategy {
 }
 
 // Strategies returns every strategy, by name: one retry per tier (the
-// seed's example), a naive loop of 6 attempts at once, heed's defaults
+// textbook example of retry amplification), a naive loop of 6 attempts at once, heed's defaults
 // without the retry budget and the cross-tier protocol (a breaker per tier
 // remains), heed's defaults without the breaker, and heed's defaults, the
 // last two with heed.Middleware on every tier.

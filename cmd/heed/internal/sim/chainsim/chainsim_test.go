@@ -39,8 +39,8 @@ func strategies(t *testing.T, names string) []Strategy {
 }
 
 // One retry per tier multiplies the load by 2 per tier below the top:
-// 2^(K-1), not the 2K-1 the seed's text states (its own examples, 8 for
-// K=4 and 512 for K=10, are 2^(K-1)).
+// 2^(K-1), not the 2K-1 that articles on retry amplification sometimes
+// state (their own examples, 8 for K=4 and 512 for K=10, are 2^(K-1)).
 func TestOneRetryDoublesPerTier(t *testing.T) {
 	ps := points(t, Config{Tiers: []int{2, 3, 4, 5, 6, 7, 8, 9, 10}, FailRates: []float64{1}, Requests: 3, Interval: time.Second, Strategies: strategies(t, "one-retry")})
 	for _, p := range ps {

@@ -1,5 +1,7 @@
-// Package stormsim is the public 429 storm of heed's design in virtual
-// time: a token-bucket API and C clients x M requests, each client driven
+// Package stormsim is the public 429 storm (50 clients x 10 GETs against
+// an API that allows 100 requests a second with a burst of 10, answering
+// 429 with Retry-After) in virtual time: a token-bucket API and C clients
+// x M requests, each client driven
 // by heed's real Transport (or by a plain strategy for comparison), on a
 // vclock.Clock shared by the server and the clients. Nothing is modelled:
 // the same code that runs over loopback in heed's benchmarks runs here,
@@ -67,13 +69,14 @@ type Strategy struct {
 	client func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error)
 }
 
-// The plain strategies follow the seed article's recipes: at most 6
-// attempts (5 retries), exponential backoff from 1 s capped at 60 s.
+// The plain strategies are the recipes a typical guide to handling HTTP
+// 429 gives: at most 6 attempts (5 retries), exponential backoff from 1 s
+// capped at 60 s, with or without jitter, honouring Retry-After or not.
 const (
 	plainAttempts = 6
 	plainBase     = time.Second
 	plainCap      = 60 * time.Second
-	raJitter      = 2 * time.Second // "adding 1-2 seconds of randomness"
+	raJitter      = 2 * time.Second // Retry-After plus a random 0-2 s, so clients told the same second spread out
 )
 
 // Strategies returns every strategy, by name.
