@@ -158,7 +158,7 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noHeaders := f.fs.Bool("no-ratelimit-headers", false, "send no X-RateLimit-* fields")
 	latency := f.fs.Duration("latency", time.Millisecond, "network round trip")
 	strategies := f.fs.String("strategies", "all", "comma-separated: no-retry, exponential, full-jitter, retry-after,\nretry-after-jitter, heed-shared, heed; or all")
-	bucket := f.fs.Duration("bucket", 0, "width of the attempts-over-time chart's buckets (0: a 100th of the longest makespan)")
+	bucket := f.fs.Duration("bucket", 0, "width of the attempts-over-time charts' buckets (0: a round width, about 40 buckets a chart)")
 	if help, err := f.parse(args, stdout); help || err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func simStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := writeFile(*f.out, "storm.csv", func(w io.Writer) error { return stormsim.WriteCSV(w, cfg, rs) }); err != nil {
 		return err
 	}
-	return stormCharts(*f.out, rs, *bucket)
+	return stormCharts(*f.out, sc, rs, *bucket)
 }
 
 func simChain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -345,33 +345,86 @@ func parseRates(s string) ([]float64, error) {
 	return out, nil
 }
 
-// stormCharts draws the attempts each strategy sent over time.
-func stormCharts(dir string, rs []stormsim.Result, bucket time.Duration) error {
-	if bucket == 0 {
-		var longest time.Duration
-		for _, r := range rs {
-			longest = max(longest, r.Makespan)
-		}
-		bucket = max(10*time.Millisecond, longest/100)
-	}
-	width := bucket.Seconds()
-	c := chart.Chart{
-		Title:  "429 storm: attempts over time",
-		XLabel: "time (s)",
-		YLabel: fmt.Sprintf("attempts per %v", bucket),
-		Step:   true,
-	}
+// stormCharts draws the attempts each strategy sent, per second of the
+// run. One range and bucket width cannot show both a strategy that ends
+// in 5 s and one that takes 50 s, so there are two charts:
+// storm-attempts holds every strategy that did all the work within three
+// times the optimal time, on a window just wide enough for them;
+// storm-attempts-slow holds the slower ones, over their whole run. A
+// strategy that lost requests did not do the work and is left out (the
+// table has its numbers). bucket 0 picks a round width: about 40 buckets
+// a chart.
+func stormCharts(dir string, sc storm.Scenario, rs []stormsim.Result, bucket time.Duration) error {
+	limit := 3 * sc.Optimal()
+	var quick, slow []stormsim.Result
+	var quickEnd, slowEnd time.Duration
 	for _, r := range rs {
-		times := make([]float64, len(r.Sent))
-		for i, t := range r.Sent {
-			times[i] = t.Seconds()
+		switch {
+		case r.Failed > 0 || len(r.Sent) == 0:
+		case r.Makespan <= limit:
+			quick, quickEnd = append(quick, r), max(quickEnd, r.Makespan)
+		default:
+			slow, slowEnd = append(slow, r), max(slowEnd, r.Makespan)
 		}
-		x, y := chart.Histogram(times, width)
-		if len(x) > 0 {
+	}
+	if len(quick) == 0 {
+		quick, quickEnd, slow = slow, slowEnd, nil
+	}
+	if len(quick) == 0 {
+		return nil
+	}
+	draw := func(name, title string, rs []stormsim.Result, end time.Duration) error {
+		span := roundUp(end, 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+		width := bucket
+		if width == 0 {
+			width = roundUp(span/40, 1, 2, 5)
+		}
+		c := chart.Chart{
+			Title:  title,
+			XLabel: "time since the start (s)",
+			YLabel: fmt.Sprintf("attempts per second (%v buckets)", width),
+			Step:   true,
+		}
+		lo, hi := 0.0, span.Seconds()
+		c.XMin, c.XMax = &lo, &hi
+		for _, r := range rs {
+			times := make([]float64, len(r.Sent))
+			for i, t := range r.Sent {
+				times[i] = t.Seconds()
+			}
+			x, y := chart.Histogram(times, width.Seconds())
+			for i := range y {
+				y[i] /= width.Seconds() // a rate, whatever the bucket width
+			}
+			// Back to zero after the last bucket, so that a run of one
+			// bucket still draws a step.
+			x, y = append(x, x[len(x)-1]+width.Seconds()), append(y, 0)
 			c.Series = append(c.Series, chart.Series{Name: r.Name, X: x, Y: y})
 		}
+		c.Series = append(c.Series, chart.Series{Name: fmt.Sprintf("API limit (%v/s)", sc.Server.Rate), X: []float64{0, hi}, Y: []float64{sc.Server.Rate, sc.Server.Rate}, Reference: true})
+		return chart.Save(c, dir, name)
 	}
-	return chart.Save(c, dir, "storm-attempts")
+	title := fmt.Sprintf("429 storm: attempts over time, strategies done within %v", roundUp(quickEnd, 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8))
+	if err := draw("storm-attempts", title, quick, quickEnd); err != nil {
+		return err
+	}
+	if len(slow) == 0 {
+		return nil
+	}
+	return draw("storm-attempts-slow", "429 storm: attempts over time, the slower strategies", slow, slowEnd)
+}
+
+// roundUp rounds d up to one of steps (from 1 to under 10) times a power
+// of ten milliseconds, for axis ends and bucket widths a reader takes in
+// at a glance.
+func roundUp(d time.Duration, steps ...float64) time.Duration {
+	for p := float64(time.Millisecond); ; p *= 10 {
+		for _, m := range steps {
+			if v := time.Duration(m * p); d <= v {
+				return v
+			}
+		}
+	}
 }
 
 // chainCharts draws the amplification against K on a log axis, with the

@@ -19,6 +19,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -43,6 +44,10 @@ const pngDPI = 150
 type Series struct {
 	Name string
 	X, Y []float64
+	// Reference draws the series as a thin grey dashed line, such as a
+	// limit the other series are measured against; it takes no colour
+	// from the palette.
+	Reference bool
 }
 
 // Chart describes a line chart with one or more series.
@@ -196,6 +201,8 @@ func (c *Chart) draw(dc draw.Canvas) error {
 	leg.Top, leg.Left = true, true
 	leg.TextStyle.Font.Size = vg.Points(10)
 	leg.Padding = vg.Points(2)
+	same := Duplicates(c.Series)
+	colour := 0
 	for i, s := range c.Series {
 		xys := make(plotter.XYs, len(s.X), len(s.X)+1)
 		for j := range s.X {
@@ -209,16 +216,30 @@ func (c *Chart) draw(dc draw.Canvas) error {
 		if err != nil {
 			return fmt.Errorf("chart: series %d (%q): %w", i, s.Name, err)
 		}
-		line.Color = palette[i%len(palette)]
+		line.Color = palette[colour%len(palette)]
 		line.Width = vg.Points(1.5)
-		if round := i / len(palette); round > 0 {
+		if round := colour / len(palette); round > 0 {
 			line.Dashes = []vg.Length{vg.Points(6), vg.Points(2 * float64(round))}
+		}
+		if s.Reference {
+			line.Color = color.Gray{Y: 0x70}
+			line.Width = vg.Points(1)
+			line.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+		} else {
+			colour++
+		}
+		name := s.Name
+		if j := same[i]; j >= 0 {
+			// Drawn over an identical series it would hide it: dashes let
+			// the one below show through, and the legend says why.
+			line.Dashes = []vg.Length{vg.Points(5), vg.Points(4)}
+			name += " (same as " + c.Series[j].Name + ")"
 		}
 		if c.Step {
 			line.StepStyle = plotter.PostStep
 		}
 		p.Add(line)
-		leg.Add(s.Name, line)
+		leg.Add(name, line)
 	}
 
 	if c.LogY {
@@ -281,6 +302,23 @@ func (c *Chart) draw(dc draw.Canvas) error {
 		},
 	})
 	return nil
+}
+
+// Duplicates returns, for each series, the index of the first earlier
+// series with exactly the same points, or -1: a line drawn over an
+// identical one would hide it.
+func Duplicates(series []Series) []int {
+	out := make([]int, len(series))
+	for i, s := range series {
+		out[i] = -1
+		for j := range i {
+			if slices.Equal(s.X, series[j].X) && slices.Equal(s.Y, series[j].Y) {
+				out[i] = j
+				break
+			}
+		}
+	}
+	return out
 }
 
 // trimmedTicks drops the trailing zeros gonum pads tick labels with

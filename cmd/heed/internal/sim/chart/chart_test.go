@@ -245,3 +245,18 @@ func TestTrimmedTicks(t *testing.T) {
 		t.Errorf("labels %q, want %q", got, want)
 	}
 }
+
+// A series identical to an earlier one is named as such in the legend and
+// drawn dashed, so that it does not hide the other.
+func TestDuplicates(t *testing.T) {
+	a := Series{Name: "heed", X: []float64{1, 2}, Y: []float64{3, 4}}
+	b := Series{Name: "heed-no-budget", X: []float64{1, 2}, Y: []float64{3, 4}}
+	c := Series{Name: "other", X: []float64{1, 2}, Y: []float64{3, 5}}
+	if got := Duplicates([]Series{a, c, b}); !reflect.DeepEqual(got, []int{-1, -1, 0}) {
+		t.Errorf("Duplicates = %v", got)
+	}
+	svg := render(t, Chart{Title: "t", Series: []Series{a, c, b}}, "svg")
+	if !bytes.Contains(svg, []byte("heed-no-budget (same as heed)")) {
+		t.Error("legend lacks the note")
+	}
+}
