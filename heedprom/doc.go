@@ -50,5 +50,6 @@
 // Ready-made alerting rules (retry ratio too high, breaker open too long,
 // retry budget exhausted) and a Grafana dashboard are in the repository's
 // docs/observability; heedprom's tests check that every metric they use
-// exists.
+// exists, and the bench module's tests that they parse as Prometheus rules
+// and PromQL.
 package heedprom
