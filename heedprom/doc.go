@@ -34,6 +34,10 @@
 //	heed_retry_wait_seconds{key,source}                waits before retries: retry_after, ratelimit_reset, backoff, ...
 //	heed_throttle_wait_seconds{key}                    waits for the key's limits or pacer
 //
+// Their buckets run from milliseconds to a minute, heed's default wait cap
+// ([WithDurationBuckets] and [WithWaitBuckets] give the default bounds and
+// set others, collector by collector).
+//
 // Gauges, read from watched policies at scrape time:
 //
 //	heed_breaker_state{key,state}     1 for the breaker's state (closed, half_open, open), 0 for the others
