@@ -9,8 +9,8 @@
 // retry 10,000 still yields a value in [0, cap].
 //
 // The retry number n counts from 0, so the first retry's ceiling is base,
-// as in the seed's base * 2**attempt. Callers that count the first retry as
-// 1 (Brooker's simulator does) get 2*base for it.
+// as in the common Python recipe base * 2**attempt. Callers that count the
+// first retry as 1 (Brooker's simulator does) get 2*base for it.
 package backoff
 
 import (

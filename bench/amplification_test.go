@@ -11,7 +11,7 @@ import (
 	"github.com/heed-go/heed/internal/chain"
 )
 
-// BenchmarkAmplification runs the chain of design.md: four services in a
+// BenchmarkAmplification runs the chain of internal/chain: four services in a
 // row on loopback, each calling the next, the bottom one answering 503 to
 // everything. It reports the load at the bottom over the load at the top
 // (bottom/top) for each way of retrying. Run it once:

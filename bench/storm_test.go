@@ -45,7 +45,7 @@ func peers() []storm.Strategy {
 	}
 }
 
-// BenchmarkStorm runs the public 429 storm of design.md on loopback: a
+// BenchmarkStorm runs the public 429 storm (internal/storm) on loopback: a
 // token-bucket API at 100 req/s, burst 10, answering 429 with Retry-After
 // and X-RateLimit-* headers; 50 clients each needing 10 successful GETs.
 // Each strategy runs once per iteration against a fresh server:

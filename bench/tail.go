@@ -25,7 +25,7 @@ type TailScenario struct {
 	Seed       uint64
 }
 
-// Tail is the scenario of the hedging issue: 5 ms for 95% of requests,
+// Tail is the scenario BenchmarkTail runs: 5 ms for 95% of requests,
 // 200 ms for the other 5%; 2,000 requests from 16 goroutines.
 var Tail = TailScenario{Fast: 5 * time.Millisecond, Slow: 200 * time.Millisecond, SlowShare: 0.05, Requests: 2000, Callers: 16, Seed: 1}
 

@@ -88,7 +88,8 @@ type Settings struct {
 	// failures in a row (pybreaker's fail_max; 5 is the classic value).
 	ConsecutiveFailures int
 	// OpenTimeout is how long the breaker stays open after tripping before
-	// it lets probes through. Default 30 s (the seed's reset_timeout).
+	// it lets probes through. Default 30 s (pybreaker's classic
+	// reset_timeout).
 	OpenTimeout time.Duration
 	// MaxOpenTimeout caps the open time, which doubles with each trip that
 	// follows a failed probe. Default 5 min. Set it equal to OpenTimeout to

@@ -2,8 +2,8 @@
 // that a sustained failure cannot multiply the load on a struggling
 // dependency however many requests are retrying.
 //
-// Two forms are offered. [Ratio] is the retry budget of the seed article,
-// Finagle and Linkerd: retries may be at most a percentage of the requests
+// Two forms are offered. [Ratio] is the retry budget of Finagle and
+// Linkerd: retries may be at most a percentage of the requests
 // seen over a rolling window, plus a small floor of retries per second so a
 // quiet client can still retry. [TokenBucket] is gRPC's retry throttling: a
 // failed attempt costs a token, a success returns a fraction of one, and no
@@ -38,7 +38,7 @@ var ErrExhausted = errors.New("retry budget exhausted")
 
 // Ratio allows retries up to Percent of the requests seen in the last Window,
 // plus MinPerSecond retries per second of the window regardless. It is
-// the seed's and Finagle's retry budget.
+// Finagle's and Linkerd's retry budget.
 //
 // Requests are counted with one atomic add and no clock read; they are
 // placed in the window's buckets when the budget is next asked for a retry.

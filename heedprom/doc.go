@@ -34,6 +34,10 @@
 //	heed_retry_wait_seconds{key,source}                waits before retries: retry_after, ratelimit_reset, backoff, ...
 //	heed_throttle_wait_seconds{key}                    waits for the key's limits or pacer
 //
+// Their buckets run from milliseconds to a minute, heed's default wait cap
+// ([WithDurationBuckets] and [WithWaitBuckets] give the default bounds and
+// set others, collector by collector).
+//
 // Gauges, read from watched policies at scrape time:
 //
 //	heed_breaker_state{key,state}     1 for the breaker's state (closed, half_open, open), 0 for the others
@@ -50,5 +54,6 @@
 // Ready-made alerting rules (retry ratio too high, breaker open too long,
 // retry budget exhausted) and a Grafana dashboard are in the repository's
 // docs/observability; heedprom's tests check that every metric they use
-// exists.
+// exists, and the bench module's tests that they parse as Prometheus rules
+// and PromQL.
 package heedprom

@@ -2,7 +2,10 @@ package heedprom
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +39,43 @@ func WithNamespace(ns string) Option {
 	return func(c *Collector) { c.namespace = ns }
 }
 
+// WithDurationBuckets sets the upper bounds, in seconds, of the buckets of
+// heed_request_duration_seconds. By default they are
+//
+//	.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60
+//
+// The option keeps a copy of bounds. No bounds keep the default. The
+// bounds must increase, as Prometheus requires: New panics otherwise (left
+// to client_golang, the panic would come at the first observation, in the
+// middle of a request).
+func WithDurationBuckets(bounds ...float64) Option {
+	bounds = slices.Clone(bounds)
+	return func(c *Collector) {
+		if len(bounds) > 0 {
+			c.durationBuckets = bounds
+		}
+	}
+}
+
+// WithWaitBuckets sets the upper bounds, in seconds, of the buckets of
+// heed_retry_wait_seconds and heed_throttle_wait_seconds. By default they
+// are
+//
+//	.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60
+//
+// The option keeps a copy of bounds. No bounds keep the default. The
+// bounds must increase, as Prometheus requires: New panics otherwise (left
+// to client_golang, the panic would come at the first observation, in the
+// middle of a request).
+func WithWaitBuckets(bounds ...float64) Option {
+	bounds = slices.Clone(bounds)
+	return func(c *Collector) {
+		if len(bounds) > 0 {
+			c.waitBuckets = bounds
+		}
+	}
+}
+
 // Collector turns heed's events into Prometheus metrics, and reads the
 // state of the policies it watches (breakers, concurrency queues, pacing)
 // when it is scraped. It is a [heed.Hook] and a [prometheus.Collector]:
@@ -51,8 +91,10 @@ func WithNamespace(ns string) Option {
 // label. After its first event for a label set, counting an event
 // allocates nothing. A Collector is safe for concurrent use.
 type Collector struct {
-	namespace string
-	maxKeys   int
+	namespace       string
+	maxKeys         int
+	durationBuckets []float64
+	waitBuckets     []float64
 
 	mu       sync.RWMutex
 	keys     map[string]struct{}      // key label values in use
@@ -85,19 +127,26 @@ var (
 	_ prometheus.Collector = (*Collector)(nil)
 )
 
-// Buckets of the histograms, in seconds. Calls and waits run from
-// milliseconds (a fast API) to a minute (heed's default wait cap).
+// The default buckets of the histograms, in seconds (see
+// [WithDurationBuckets] and [WithWaitBuckets]). Calls and waits run from
+// milliseconds (a fast API) to a minute (heed's default wait cap). They are
+// unexported so that no program can change them under another's
+// collectors; New gives each Collector its own copy.
 var (
-	DurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-	WaitBuckets     = []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60}
+	defaultDurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	defaultWaitBuckets     = []float64{.01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60}
 )
 
 // New returns a Collector.
 func New(opts ...Option) *Collector {
 	c := &Collector{namespace: "heed", maxKeys: DefaultMaxKeys, keys: map[string]struct{}{}, breakers: map[string]breaker.State{}}
+	c.durationBuckets = slices.Clone(defaultDurationBuckets)
+	c.waitBuckets = slices.Clone(defaultWaitBuckets)
 	for _, o := range opts {
 		o(c)
 	}
+	checkBuckets("WithDurationBuckets", c.durationBuckets)
+	checkBuckets("WithWaitBuckets", c.waitBuckets)
 	ns := c.namespace
 	counter := func(name, help string, labels ...string) *counters {
 		return newCounters(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, labels), len(labels))
@@ -106,14 +155,14 @@ func New(opts ...Option) *Collector {
 		return newHistograms(prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets}, labels), len(labels))
 	}
 	c.requests = counter("requests_total", "Logical requests (calls) that ended, by outcome: success, client_error, server_error (a final error status), failure (an error).", "key", "method", "outcome")
-	c.requestSeconds = histogram("request_duration_seconds", "Duration of logical requests, all attempts and waits included.", DurationBuckets, "key", "method", "outcome")
+	c.requestSeconds = histogram("request_duration_seconds", "Duration of logical requests, all attempts and waits included.", c.durationBuckets, "key", "method", "outcome")
 	c.attempts = counter("attempts_total", "Attempts sent, by result: the status class (2xx..5xx) or the transport error kind.", "key", "method", "result")
 	c.retries = counter("retries_total", "Retries scheduled, by reason: the status code or the transport error kind of the attempt retried.", "key", "method", "reason")
-	c.retryWait = histogram("retry_wait_seconds", "Waits before retries, by source: retry_after, ratelimit_reset, backoff, refresh, breaker, throttle.", WaitBuckets, "key", "source")
+	c.retryWait = histogram("retry_wait_seconds", "Waits before retries, by source: retry_after, ratelimit_reset, backoff, refresh, breaker, throttle.", c.waitBuckets, "key", "source")
 	c.giveUps = counter("give_ups_total", "Calls heed stopped retrying, by reason: attempts_exhausted, budget_exhausted, breaker_open, wait_too_long, deadline, not_retryable, ...", "key", "method", "reason")
 	c.budgetRefusals = counter("budget_refusals_total", "Retries the retry budget refused.", "key")
 	c.transitions = counter("breaker_transitions_total", "Circuit breaker state changes.", "key", "from", "to")
-	c.throttleWait = histogram("throttle_wait_seconds", "Time attempts waited for the key's rate limit, concurrency limit or pacer.", WaitBuckets, "key")
+	c.throttleWait = histogram("throttle_wait_seconds", "Time attempts waited for the key's rate limit, concurrency limit or pacer.", c.waitBuckets, "key")
 	c.throttleRefused = counter("throttle_refusals_total", "Attempts the key's limits refused (the wait would pass the deadline or the cap, or the queue was full).", "key")
 	c.hedges = counter("hedges_total", "Hedged copies of requests sent.", "key")
 	c.hedgesWon = counter("hedges_won_total", "Attempts whose answer came from a hedged copy.", "key")
@@ -124,6 +173,15 @@ func New(opts ...Option) *Collector {
 	c.inFlight = prometheus.NewDesc(ns+"_throttle_in_flight", "Requests holding a slot of the key's concurrency limit.", []string{"key"}, nil)
 	c.pacing = prometheus.NewDesc(ns+"_pacer_active", "1 while the adaptive pacer spaces the key's requests.", []string{"key"}, nil)
 	return c
+}
+
+// checkBuckets panics unless bounds are numbers in increasing order.
+func checkBuckets(option string, bounds []float64) {
+	for i, b := range bounds {
+		if math.IsNaN(b) || i > 0 && bounds[i-1] >= b {
+			panic(fmt.Sprintf("heedprom: %s: bucket bounds must increase, got %v", option, bounds))
+		}
+	}
 }
 
 // Watch adds a policy whose per-key state (breaker state, concurrency

@@ -67,7 +67,7 @@ type Recorder interface {
 	Arrive(Arrival)
 }
 
-// DefaultServer is the scenario of design.md: 100 req/s, burst 10, 429 with
+// DefaultServer is the public 429 storm's API: 100 req/s, burst 10, 429 with
 // whole-second Retry-After and X-RateLimit-* headers.
 var DefaultServer = ServerConfig{Rate: 100, Burst: 10}
 
