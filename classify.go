@@ -17,12 +17,13 @@ import (
 type Verdict uint8
 
 const (
-	// Default defers to heed's decision table.
-	Default Verdict = iota
-	// Retry retries the attempt (within the attempt limit and waits).
-	Retry
-	// Stop makes the attempt's outcome final.
-	Stop
+	// VerdictDefault defers to heed's decision table.
+	VerdictDefault Verdict = iota
+	// VerdictRetry retries the attempt (within the attempt limit, the
+	// waits and the retry budget).
+	VerdictRetry
+	// VerdictStop makes the attempt's outcome final.
+	VerdictStop
 )
 
 // Outcome is what one attempt produced, as the decision core sees it.
@@ -45,7 +46,7 @@ type Outcome struct {
 	// server (a dial error, refused connection, failed DNS lookup or TLS
 	// handshake), or the server says it did not process it (an HTTP/2
 	// stream it refused), so it is safe to retry whatever the method.
-	// Decide also infers it from Err.
+	// decide also infers it from Err.
 	NotSent bool
 }
 
@@ -75,7 +76,7 @@ const (
 	KindEOF       ErrorKind = "eof"       // connection closed early, or a truncated body
 	KindTLS       ErrorKind = "tls"       // certificate not trusted or not valid
 	KindCanceled  ErrorKind = "canceled"  // the caller's context ended
-	KindRetryable ErrorKind = "retryable" // marked by Retryable or RetryAfter
+	KindRetryable ErrorKind = "retryable" // marked by Retryable or RetryableAfter
 	KindOther     ErrorKind = "other"     // anything else: not retried by default
 )
 

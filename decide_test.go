@@ -99,11 +99,11 @@ func TestClassifierOverrides(t *testing.T) {
 	p := mustPolicy(t, heed.WithClassifier(func(o heed.Outcome) heed.Verdict {
 		switch {
 		case o.Response != nil && o.Response.Header.Get("X-Busy") != "":
-			return heed.Retry
+			return heed.VerdictRetry
 		case o.Response != nil && o.Response.StatusCode == 503:
-			return heed.Stop
+			return heed.VerdictStop
 		}
-		return heed.Default
+		return heed.VerdictDefault
 	}))
 	busy := http.Header{"X-Busy": {"1"}}
 	if d := p.Decide(statusOutcome(1, 200, busy), heed.When{Now: t0}); !d.Retry {
@@ -325,5 +325,21 @@ func TestRepeatedRefusalsBackOff(t *testing.T) {
 	capped := p.Decide(statusOutcome(11, 429, ra), heed.When{Now: t0, Draw: 0.999, Pace: time.Second, RateLimited: 10, Waited: 50 * time.Second})
 	if !capped.Retry || capped.Wait > 10*time.Second {
 		t.Fatalf("with 10 s of waiting left: %+v", capped)
+	}
+}
+
+// The decision core answers from the outcome and the time alone.
+func TestDecideAnswersFromOutcomeAndTime(t *testing.T) {
+	p, _ := heed.NewPolicy()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	resp := &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}}
+	d := p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, heed.When{Now: now})
+	if !d.Retry || d.Wait != 5*time.Second || d.Source != heed.SourceRetryAfter || !d.RetryAt.Equal(now.Add(5*time.Second)) {
+		t.Errorf("429 with Retry-After 5: %+v", d)
+	}
+	resp.StatusCode = 404
+	d = p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, heed.When{Now: now})
+	if d.Retry || d.Reason != heed.ErrNotRetryable {
+		t.Errorf("404: %+v", d)
 	}
 }

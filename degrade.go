@@ -3,26 +3,27 @@ package heed
 import (
 	"context"
 	"errors"
+	"github.com/heed-go/heed/internal/vocab"
 	"log/slog"
 	"net/http"
 	"time"
 )
 
-// Fallback is called when a call fails: it gets the failure (its reason,
-// every attempt, and when the server will accept again if it said) and may
-// return a degraded response (a default, a cached value, an empty list) or
-// a different error. Returning (nil, nil) declines: the call ends as it
-// would have without a fallback. See [WithFallback].
-type Fallback func(ctx context.Context, req *http.Request, failure *Error) (*http.Response, error)
+// fallbackFunc is what WithFallback takes.
+type fallbackFunc = func(ctx context.Context, req *http.Request, failure *Error) (*http.Response, error)
 
 // WithFallback sets a function that may answer a call that failed: one
 // that ended with an [*Error], other than the caller's own cancellation,
 // or with a response whose status says the server failed (408, 429, and
-// 5xx but 501 and 505) after heed stopped retrying. With
-// [WithStaleIfError], a stored response is preferred and the fallback is
-// called only when there is none. [Degraded] tells the response it
-// returns from a live one. [Do] does not call it.
-func WithFallback(f Fallback) Option {
+// 5xx but 501 and 505) after heed stopped retrying. f gets the failure
+// (its reason, every attempt, and when the server will accept again if it
+// said) and may return a degraded response (a default, a cached value, an
+// empty list) or a different error; returning (nil, nil) declines, and the
+// call ends as it would have without a fallback. With [WithStaleIfError],
+// a stored response is preferred and f is called only when there is none.
+// [Degraded] tells the response f returns from a live one. [Do] does not
+// call it.
+func WithFallback(f func(ctx context.Context, req *http.Request, failure *Error) (*http.Response, error)) Option {
 	return optionFunc(func(cfg *config) {
 		if f == nil {
 			cfg.problem("WithFallback: nil function")
@@ -150,7 +151,7 @@ func (l *loop) emitDegraded(kind EventKind, status int, fe *Error, age time.Dura
 			msg = "heed: fallback answered"
 		}
 		attrs := p.requestAttrs(l.method, l.req.URL, len(fe.Attempts), p.maxAttempts, status, nil)
-		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ReasonName(fe.Reason)))
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", vocab.Reason(fe.Reason)))
 		if kind == EventStale {
 			attrs = append(attrs, slog.Duration("age", age))
 		}

@@ -3,11 +3,13 @@ package heed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/internal/vocab"
 )
 
 // Do runs fn under p's policy: it calls fn, and while fn fails with an error
@@ -18,40 +20,57 @@ import (
 // Errors are classified like the transport's: transient network errors are
 // retried; a [*StatusError] (see [CheckStatus]) follows the decision table
 // and honours its Retry-After; errors wrapped by [Retryable] or
-// [RetryAfter] are retried; a [WithClassifier] predicate sees each
+// [RetryableAfter] are retried; a [WithClassifier] predicate sees each
 // [Outcome] first. Anything else ends the call, so a bug is not retried.
 //
 // fn receives a context that tells heed clients used inside it to make a
 // single attempt each, leaving the retrying to Do. If ctx already belongs to
 // a heed retry loop, Do calls fn once.
 //
-// Do keeps its circuit breaker and retry budget under the empty key; use
-// [DoKey] to keep dependencies apart.
+// Do keeps its circuit breaker and retry budget under the empty key, shared
+// by every Do call of p; give a call the key of its dependency with
+// [Override] (Overrides.Key), which also changes its attempts and time
+// bounds.
 func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, error)) (T, error) {
-	return DoKey(ctx, p, "", fn)
-}
-
-// DoKey is [Do] with the circuit breaker and retry budget of key, shared
-// with every call and request of p under the same key.
-func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	if p == nil {
 		return zero, errors.New("heed: Do with a nil Policy")
 	}
+	if p.keys == nil {
+		return zero, errZeroPolicy
+	}
 	if callFrom(ctx) != nil {
 		return fn(ctx)
+	}
+	p, err := p.forCall(ctx)
+	if err != nil {
+		return zero, err
+	}
+	key := p.fixedKey
+	start := p.clock.Now()
+	if p.maxTotal > 0 {
+		// The bound ends fn's context too, as it ends a transport's
+		// request: fn's work stops where the call's time does.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		total := p.clock.AfterFunc(p.maxTotal, func() { cancel(errTotalTimeout) })
+		defer func() {
+			total.Stop()
+			cancel(nil)
+		}()
 	}
 	c := newCall(ctx, p)
 	c.key = key
 	ks := p.keys.state(key)
-	start := p.clock.Now()
 	c.start = start
 	deadline := callDeadline(ctx, start, p.maxTotal)
 	var (
 		prev, waited time.Duration
 		rateLimited  int
 		v            T
+		retrying     bool // the call holds one of the key's WithMaxConcurrentRetries places
 	)
+	defer func() { ks.endRetry(retrying) }()
 	for n := 1; ; n++ {
 		slot, slotWait, retryAt, terr := p.turn(ctx, &ks.throttle, deadline, p.allowance(prev, waited, !deadline.IsZero()))
 		waited += slotWait
@@ -76,7 +95,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 		}
 		aStart := p.clock.Now()
 		var err error
-		v, err = fn(c)
+		v, err = runAttempt(p, c, fn)
 		if slot != nil {
 			slot.Release()
 		}
@@ -87,8 +106,8 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			}
 			if len(p.hooks) > 0 {
 				c.attempts = append(c.attempts, Attempt{Number: n, Start: aStart, Duration: p.clock.Now().Sub(aStart)})
-				p.emitCall(ctx, EventAttempt, c, Decision{}, nil)
-				p.emitCall(ctx, EventDone, c, Decision{}, nil)
+				p.emitCall(ctx, EventAttempt, c, decision{}, nil)
+				p.emitCall(ctx, EventDone, c, decision{}, nil)
 			}
 			return v, nil
 		}
@@ -114,10 +133,12 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			c.attempts = append(c.attempts, a)
 			return v, err
 		}
-		d := p.Decide(o, When{Now: now, Deadline: deadline, Prev: prev, Draw: draw, Pace: ks.throttle.interval(), Waited: waited, RateLimited: rateLimited})
+		d := p.decide(o, when{Now: now, Deadline: deadline, Prev: prev, Draw: draw, Pace: ks.throttle.interval(), Waited: waited, RateLimited: rateLimited})
 		p.settle(ks, t, o, now)
+		retrying = ks.endRetry(retrying)
 		if d.Retry {
 			d = p.gate(ks, d, a.Status, now) // after settle: this attempt may have opened the breaker
+			retrying = d.holdsRetry
 		}
 		a.Kind = d.Kind
 		a.Wait, a.Source = d.Wait, d.Source
@@ -131,7 +152,7 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 			return v, c.doError(reason, err, d.RetryAt)
 		}
 		p.emitCall(ctx, EventRetry, c, d, nil)
-		p.logCall(ctx, c, d)
+		p.logCall(ctx, c, ks, d)
 		if !clock.Sleep(p.clock, d.Wait, ctx.Done()) {
 			return v, c.doError(endReason(ctx), context.Cause(ctx), time.Time{})
 		}
@@ -143,12 +164,32 @@ func DoKey[T any](ctx context.Context, p *Policy, key string, fn func(context.Co
 	}
 }
 
+// runAttempt calls fn once, within the policy's attempt timeout: fn's
+// context ends when it runs out, and an error fn returns after that is the
+// attempt's timeout (retryable), whatever fn made of the cancellation. A
+// fn that ignores its context cannot be stopped; a success it returns
+// late is still a success.
+func runAttempt[T any](p *Policy, c *call, fn func(context.Context) (T, error)) (T, error) {
+	if p.attemptTimeout <= 0 {
+		return fn(c)
+	}
+	actx, cancel := context.WithCancelCause(context.Context(c))
+	timer := p.clock.AfterFunc(p.attemptTimeout, func() { cancel(errAttemptTimeout) })
+	v, err := fn(actx)
+	timer.Stop()
+	cancel(nil)
+	if err != nil && errors.Is(context.Cause(actx), errAttemptTimeout) && c.Err() == nil {
+		err = fmt.Errorf("%w (fn returned: %v)", errAttemptTimeout, err) // not fn's cancellation: the timeout is what happened
+	}
+	return v, err
+}
+
 // doError builds the *Error that ends a Do call and reports it.
 func (c *call) doError(reason, cause error, retryAt time.Time) *Error {
 	p := c.policy
 	e := &Error{Reason: reason, Attempts: append([]Attempt(nil), c.attempts...), RetryAt: retryAt, Err: cause, call: c}
 	tierGaveUp(c.Context, reason)
-	d := Decision{Reason: reason, RetryAt: retryAt}
+	d := decision{Reason: reason, RetryAt: retryAt}
 	p.emitCall(c.Context, EventGiveUp, c, d, cause)
 	p.emitCall(c.Context, EventDone, c, d, e)
 	level := levelGiveUp
@@ -160,15 +201,18 @@ func (c *call) doError(reason, cause error, retryAt time.Time) *Error {
 		if len(c.attempts) > 0 {
 			last = c.attempts[len(c.attempts)-1]
 		}
-		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Err, nil)
-		attrs = append(attrs, slog.String("key", c.key), slog.String("reason", ReasonName(reason)))
+		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Status, last.Err, nil)
+		if c.key != "" {
+			attrs = append(attrs, slog.String("key", c.key))
+		}
+		attrs = append(attrs, slog.String("reason", vocab.Reason(reason)))
 		lg.LogAttrs(c.Context, level, "heed: giving up", attrs...)
 	}
 	return e
 }
 
 // emitCall reports an event of a Do call.
-func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d Decision, err error) {
+func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d decision, err error) {
 	if len(p.hooks) == 0 {
 		return
 	}
@@ -191,12 +235,16 @@ func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d Decisi
 	p.emit(ctx, e)
 }
 
-func (p *Policy) logCall(ctx context.Context, c *call, d Decision) {
+func (p *Policy) logCall(ctx context.Context, c *call, ks *keyState, d decision) {
 	if lg := p.log(); lg != nil && lg.Enabled(ctx, levelRetry) {
 		last := c.attempts[len(c.attempts)-1]
-		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Err, nil)
-		attrs = append(attrs, slog.String("key", c.key), slog.String("reason", ResultName(0, last.Kind)),
+		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Status, last.Err, nil)
+		if c.key != "" {
+			attrs = append(attrs, slog.String("key", c.key))
+		}
+		attrs = append(attrs, slog.String("reason", vocab.Result(last.Status, string(last.Kind))),
 			slog.Duration("wait", d.Wait), slog.String("source", d.Source.String()))
+		attrs = paceAttrs(attrs, ks)
 		lg.LogAttrs(ctx, levelRetry, "heed: retrying", attrs...)
 	}
 }

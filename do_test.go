@@ -69,7 +69,7 @@ func TestDoHonoursStatusAndHints(t *testing.T) {
 			return struct{}{}, &heed.StatusError{StatusCode: 429, Header: http.Header{"Retry-After": {"12"}}}
 		}
 		if calls == 2 {
-			return struct{}{}, heed.RetryAfter(errors.New("queue full"), 3*time.Second)
+			return struct{}{}, heed.RetryableAfter(errors.New("queue full"), 3*time.Second)
 		}
 		return struct{}{}, &heed.StatusError{StatusCode: 404}
 	})
@@ -115,7 +115,7 @@ func TestDoCancel(t *testing.T) {
 	go func() {
 		_, err := heed.Do(ctx, p, func(context.Context) (int, error) {
 			calls++
-			return 0, heed.RetryAfter(errors.New("later"), 30*time.Second)
+			return 0, heed.RetryableAfter(errors.New("later"), 30*time.Second)
 		})
 		done <- err
 	}()
@@ -131,9 +131,9 @@ func TestDoClassifier(t *testing.T) {
 	errBusy := errors.New("busy")
 	p, _ := autoPolicy(t, heed.WithClassifier(func(o heed.Outcome) heed.Verdict {
 		if errors.Is(o.Err, errBusy) {
-			return heed.Retry
+			return heed.VerdictRetry
 		}
-		return heed.Default
+		return heed.VerdictDefault
 	}))
 	calls := 0
 	_, err := heed.Do(context.Background(), p, func(context.Context) (int, error) {
@@ -167,7 +167,7 @@ func TestDoSuccessEvents(t *testing.T) {
 	})
 	p, clk := autoPolicy(t, heed.WithHook(hook))
 	calls := 0
-	_, err := heed.DoKey(context.Background(), p, "inventory", func(ctx context.Context) (int, error) {
+	_, err := heed.Do(heed.Override(context.Background(), heed.Overrides{Key: "inventory"}), p, func(ctx context.Context) (int, error) {
 		if calls++; calls == 1 {
 			return 0, heed.Retryable(errors.New("busy"))
 		}

@@ -12,7 +12,8 @@
 //
 // # Decisions
 //
-// After each attempt the decision core, [Policy.Decide], answers retry or
+// After each attempt the decision core, a plain function of the policy,
+// the attempt's outcome and the time, answers retry or
 // not, and how long to wait. The decision table:
 //
 //   - 429, 503 and 408 are retried up to the attempt limit (6 by default);
@@ -30,7 +31,7 @@
 //     is retried whatever the method. [WithAutoIdempotencyKey] gives every
 //     POST and PATCH a key, the same on all its attempts.
 //   - The wait is the server's hint when it gave one, plus a little jitter;
-//     else the backoff ([DefaultBackoff]). Each wait is capped
+//     else the backoff (full jitter from 500 ms, capped at 30 s). Each wait is capped
 //     ([WithMaxWait], 60 s): a server asking for more, or for longer than
 //     the context's deadline allows, ends the call at once with an [*Error]
 //     whose RetryAt says when it will accept again.
@@ -115,14 +116,15 @@
 //
 // [Do] and [DoKey] run any func(ctx) (T, error) under the same policy, classifying
 // errors: transient network errors, [*StatusError] from [CheckStatus], and
-// errors marked with [Retryable] or [RetryAfter] are retried.
+// errors marked with [Retryable] or [RetryableAfter] are retried.
 //
 // # Observing
 //
 // Retries are logged through log/slog (the URL with userinfo and query
 // values redacted), and every decision is an [Event] sent to the [Hook]s
 // given by [WithHook]; with no hook, events cost nothing. Logs, metrics and
-// traces name things alike ([ReasonName], [ResultName], [OutcomeName]).
+// traces name things alike: a reason heed gave up for is spelled the same
+// ("attempts_exhausted", "breaker_open", ...) in all three.
 // The modules github.com/heed-go/heed/heedprom (Prometheus) and
 // github.com/heed-go/heed/heedotel (OpenTelemetry) are such hooks;
 // [Policy.Stats] reads each key's breaker, queue and pacing state. See

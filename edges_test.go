@@ -58,7 +58,7 @@ func TestStreamedBodyPastReadAheadIsReadWhole(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
 			srv := streamServer(t, head, tail, release)
-			opts := []heed.Option{heed.WithoutPacing(), heed.WithBase(srv.Client().Transport)}
+			opts := []heed.Option{heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithBase(srv.Client().Transport)}
 			if tc.opt != nil {
 				opts = append(opts, tc.opt)
 			}
@@ -96,7 +96,7 @@ func TestAttemptTimeoutDoesNotCutTheCallersRead(t *testing.T) {
 	// The attempt timer is armed on an injected clock that the test moves
 	// past the timeout while the caller waits for the stream.
 	clk := heedtest.NewClock(time.Now())
-	tr := mustNew(t, heed.WithAttemptTimeout(time.Second), heed.WithClock(clk), heed.WithoutPacing(), heed.WithBase(srv.Client().Transport))
+	tr := mustNew(t, heed.WithAttemptTimeout(time.Second), heed.WithClock(clk), heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithBase(srv.Client().Transport))
 	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestCancelDuringReadAheadIsCanceled(t *testing.T) {
 			// The caller cancels once heed has begun reading the body.
 			reading := make(chan struct{})
 			base := srv.Client().Transport
-			tr := mustNew(t, heed.WithoutPacing(), heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			tr := mustNew(t, heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				resp, err := base.RoundTrip(r)
 				if err == nil {
 					resp.Body = &firstReadSignal{ReadCloser: resp.Body, c: reading}
@@ -195,7 +195,7 @@ func TestAttemptTimeoutDuringReadAheadRetries(t *testing.T) {
 	clk := heedtest.NewClock(time.Now()).AutoAdvance()
 	reading := make(chan struct{})
 	base := srv.Client().Transport
-	tr := mustNew(t, heed.WithoutPacing(), heed.WithClock(clk), heed.WithAttemptTimeout(time.Second),
+	tr := mustNew(t, heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithClock(clk), heed.WithAttemptTimeout(time.Second),
 		heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			resp, err := base.RoundTrip(r)
 			if err == nil && hits.Load() == 1 {
@@ -253,7 +253,7 @@ func TestAcceptThenCloseIsRetried(t *testing.T) {
 			srv.Listener = ln
 			srv.Start()
 			defer srv.Close()
-			tr := mustNew(t, heed.WithoutPacing(), heed.WithBase(srv.Client().Transport),
+			tr := mustNew(t, heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithBase(srv.Client().Transport),
 				heed.WithBackoff(backoff.Constant(time.Millisecond)))
 			var body io.Reader
 			if method == http.MethodPut {
@@ -298,7 +298,7 @@ func TestUnreplayableBodyRetriedWhenNeverSent(t *testing.T) {
 	dead := heedtest.DeadAddr(t)
 	base := srv.Client().Transport
 	var calls atomic.Int32
-	tr := mustNew(t, heed.WithoutPacing(), heed.WithBackoff(backoff.Constant(time.Millisecond)),
+	tr := mustNew(t, heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithBackoff(backoff.Constant(time.Millisecond)),
 		heed.WithBase(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if calls.Add(1) == 1 { // the first attempt meets a port where nothing listens
 				r = r.Clone(r.Context())
@@ -329,7 +329,7 @@ func TestUnreplayableBodyStatusIsAnError(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	tr := mustNew(t, heed.WithoutPacing(), heed.WithBase(srv.Client().Transport))
+	tr := mustNew(t, heed.WithLimits(heed.Limits{NoPacing: true}), heed.WithBase(srv.Client().Transport))
 	body := &onlyReader{Reader: bytes.NewReader(make([]byte, 2<<20))}
 	req, _ := http.NewRequest(http.MethodPut, srv.URL, body)
 	resp, err := tr.RoundTrip(req)

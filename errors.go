@@ -1,7 +1,6 @@
 package heed
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,29 +10,30 @@ import (
 
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/budget"
+	"github.com/heed-go/heed/internal/vocab"
 )
 
 // Reasons a call ends without success. An [*Error] matches exactly one of
 // them with errors.Is.
 var (
 	// ErrAttemptsExhausted: every allowed attempt failed.
-	ErrAttemptsExhausted = errors.New("attempts exhausted")
+	ErrAttemptsExhausted = vocab.ErrAttemptsExhausted
 	// ErrNotRetryable: the failure is one that repeating cannot fix (a
 	// certificate error, an unsupported scheme, a refused credential).
-	ErrNotRetryable = errors.New("not retryable")
+	ErrNotRetryable = vocab.ErrNotRetryable
 	// ErrNotIdempotent: the request may have reached the server and is not
 	// safe to repeat (a POST or PATCH without an Idempotency-Key).
-	ErrNotIdempotent = errors.New("request may have been processed and is not idempotent")
+	ErrNotIdempotent = vocab.ErrNotIdempotent
 	// ErrBodyNotReplayable: the request body could not be kept for another
 	// attempt (no GetBody, larger than the body buffer, and some of it
 	// was sent).
-	ErrBodyNotReplayable = errors.New("request body cannot be sent again")
+	ErrBodyNotReplayable = vocab.ErrBodyNotReplayable
 	// ErrWaitTooLong: the server asked for a wait longer than the cap.
-	ErrWaitTooLong = errors.New("server asked to wait longer than the cap")
+	ErrWaitTooLong = vocab.ErrWaitTooLong
 	// ErrDeadline: the next attempt could not start before the deadline.
-	ErrDeadline = errors.New("deadline leaves no time for another attempt")
+	ErrDeadline = vocab.ErrDeadline
 	// ErrCanceled: the caller cancelled the call.
-	ErrCanceled = errors.New("canceled by the caller")
+	ErrCanceled = vocab.ErrCanceled
 	// ErrBreakerOpen: the key's circuit breaker refused the attempt; RetryAt
 	// is when it will let a probe through. It is breaker.ErrOpen.
 	ErrBreakerOpen = breaker.ErrOpen
@@ -42,7 +42,7 @@ var (
 	ErrBudgetExhausted = budget.ErrExhausted
 	// ErrRetriedBelow: the server said (with Heed-Retried) that the failure
 	// is below it and was already retried there.
-	ErrRetriedBelow = errors.New("failure already retried by a tier below")
+	ErrRetriedBelow = vocab.ErrRetriedBelow
 )
 
 // Error is how heed reports a call that ended without success: what
@@ -108,15 +108,6 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is reports whether target is e's Reason.
 func (e *Error) Is(target error) bool { return target == e.Reason }
 
-// RetryAfter returns how long after now the server said it will accept
-// again, and false if it did not say.
-func (e *Error) RetryAfter(now time.Time) (time.Duration, bool) {
-	if e.RetryAt.IsZero() {
-		return 0, false
-	}
-	return max(0, e.RetryAt.Sub(now)), true
-}
-
 // StatusError is an HTTP response that counts as a failure, as an error:
 // the cause of an [*Error] when heed gives up on a status, and what
 // [CheckStatus] returns so [Do] can classify a response by the decision
@@ -142,8 +133,7 @@ func CheckStatus(resp *http.Response) error {
 	return &StatusError{StatusCode: resp.StatusCode, Header: resp.Header}
 }
 
-// Retryable marks err as a transient failure that [Do] and the transport's
-// classifier should retry.
+// Retryable marks err as a transient failure that [Do] retries.
 func Retryable(err error) error {
 	if err == nil {
 		return nil
@@ -156,9 +146,9 @@ type retryableError struct{ err error }
 func (e *retryableError) Error() string { return e.err.Error() }
 func (e *retryableError) Unwrap() error { return e.err }
 
-// RetryAfter marks err as transient and carries the wait its source asked
-// for, which heed honours like a server's Retry-After.
-func RetryAfter(err error, d time.Duration) error {
+// RetryableAfter marks err as transient and carries the wait its source
+// asked for, which [Do] honours like a server's Retry-After.
+func RetryableAfter(err error, d time.Duration) error {
 	if err == nil {
 		return nil
 	}

@@ -8,8 +8,11 @@ import (
 	"github.com/heed-go/heed/breaker"
 )
 
-// EventKind names an event. This file is the one list of heed's events;
-// layers add their kinds here.
+// This file is the one list of heed's events; layers add their kinds here.
+
+// EventKind says what an [Event] reports: an attempt, a retry, a give-up,
+// the end of a call, a breaker's change, a wait for limits, a hedge, or a
+// degraded answer (a stored response or a fallback's).
 type EventKind uint8
 
 const (
@@ -69,7 +72,7 @@ type Event struct {
 	Kind EventKind
 	Time time.Time
 	// Key is the key of the request's per-key state: its host by default,
-	// or what WithKeyFunc or DoKey chose.
+	// or what WithKeyFunc or a call's Overrides chose.
 	Key    string
 	Method string
 	// URL is the request's URL as sent, but for the path segments

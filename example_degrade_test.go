@@ -135,7 +135,8 @@ func ExampleDegraded() {
 	resp.Body.Close()
 	if failure := heed.Degraded(resp); failure != nil {
 		fmt.Println("showing nothing:", errors.Is(failure, heed.ErrWaitTooLong))
-		if wait, ok := failure.RetryAfter(time.Now()); ok {
+		if !failure.RetryAt.IsZero() {
+			wait := time.Until(failure.RetryAt)
 			fmt.Println("try again in", wait.Round(time.Hour))
 		}
 	}

@@ -64,7 +64,7 @@ func ExampleError() {
 
 	var he *heed.Error
 	if errors.As(err, &he) && errors.Is(err, heed.ErrWaitTooLong) {
-		d, _ := he.RetryAfter(time.Now())
+		d := time.Until(he.RetryAt)
 		fmt.Println("gave up after", len(he.Attempts), "attempt; retry in about", d.Round(time.Hour))
 	}
 	// Output: gave up after 1 attempt; retry in about 1h0m0s
@@ -100,23 +100,6 @@ func ExampleDo() {
 	})
 	fmt.Println(name, err, calls.Load())
 	// Output: {"name":"heed"} <nil> 2
-}
-
-// The decision core is a plain function of what happened and the time, so
-// it can be asked directly.
-func ExamplePolicy_Decide() {
-	p, _ := heed.NewPolicy()
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	resp := &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"5"}}}
-	d := p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, heed.When{Now: now})
-	fmt.Println(d.Retry, d.Wait, d.Source, d.RetryAt.Format(time.TimeOnly))
-
-	resp.StatusCode = 404
-	d = p.Decide(heed.Outcome{Attempt: 1, Response: resp, Idempotent: true, Replayable: true}, heed.When{Now: now})
-	fmt.Println(d.Retry, d.Reason)
-	// Output:
-	// true 5s retry_after 12:00:05
-	// false not retryable
 }
 
 // POST is retried only with an Idempotency-Key; heed can add one, the same
@@ -199,17 +182,19 @@ func ExampleMiddleware() {
 	// requests to the failing service: 6
 }
 
-// DoKey keeps a breaker and a budget per dependency for calls that are not
-// HTTP requests.
-func ExampleDoKey() {
+// A call's Overrides give it a key of its own: Do keeps a breaker and a
+// budget per dependency for calls that are not HTTP requests.
+func ExampleOverride_key() {
 	p, _ := heed.NewPolicy(heed.WithMaxAttempts(1), heed.WithLogger(nil))
+	inventory := heed.Override(context.Background(), heed.Overrides{Key: "inventory"})
+	pricing := heed.Override(context.Background(), heed.Overrides{Key: "pricing"})
 	fail := func(context.Context) (string, error) { return "", heed.Retryable(errors.New("unavailable")) }
 	for range 20 { // the default breaker opens when 90% of at least 20 calls failed
-		heed.DoKey(context.Background(), p, "inventory", fail)
+		heed.Do(inventory, p, fail)
 	}
-	_, err := heed.DoKey(context.Background(), p, "inventory", fail)
+	_, err := heed.Do(inventory, p, fail)
 	fmt.Println(errors.Is(err, heed.ErrBreakerOpen))
-	_, err = heed.DoKey(context.Background(), p, "pricing", func(context.Context) (string, error) { return "ok", nil })
+	_, err = heed.Do(pricing, p, func(context.Context) (string, error) { return "ok", nil })
 	fmt.Println(err)
 	// Output:
 	// true

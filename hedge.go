@@ -109,7 +109,7 @@ func (l *loop) hedgeable() bool {
 	if hc == nil || l.ks.hedge == nil || !l.body.replayable {
 		return false
 	}
-	return idempotentMethod(l.method) || hc.Keyed && hasIdempotencyKey(l.header)
+	return idempotentMethod(l.method) || l.p.idempotent || hc.Keyed && hasIdempotencyKey(l.header)
 }
 
 // hedgeResult is what one copy of a request got.

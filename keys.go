@@ -2,6 +2,8 @@ package heed
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -12,22 +14,13 @@ import (
 	"github.com/heed-go/heed/budget"
 )
 
-// DefaultMaxKeys bounds how many keys get state of their own; further keys
+// defaultMaxKeys bounds how many keys get state of their own; further keys
 // share one overflow state, so a key function that returns unbounded values
 // (a full URL, say) cannot grow memory without bound.
-const DefaultMaxKeys = 4096
+const defaultMaxKeys = 4096
 
 // overflowKey names the state shared by keys past the limit.
 const overflowKey = "(other)"
-
-// DefaultBreaker is heed's default circuit breaker: open when 90% of at
-// least 20 calls in the last 30 s failed, for 30 s (doubling, up to 5 min,
-// each time a probe fails); one probe at a time when half-open. It tells a
-// dependency that is down from one that is degraded: a dependency failing
-// half its calls keeps being called, within the retry budget, while one
-// that plainly does not answer stops being called. The seed's
-// reset_timeout=30; its fail_max=5 is ConsecutiveFailures: 5.
-var DefaultBreaker = breaker.Settings{FailureRatio: breaker.DefaultFailureRatio, MinCalls: 20, Window: 30 * time.Second, OpenTimeout: 30 * time.Second, MaxOpenTimeout: 5 * time.Minute, HalfOpenProbes: 1}
 
 // keyState is the state heed shares between all requests to one key.
 type keyState struct {
@@ -35,7 +28,17 @@ type keyState struct {
 	breaker  *breaker.Breaker // nil when breakers are off
 	budget   budget.Budget    // nil when budgets are off
 	throttle throttleState
-	hedge    *hedgeState // nil when hedging is off
+	hedge    *hedgeState  // nil when hedging is off
+	retrying atomic.Int32 // retries in flight, counted under WithMaxConcurrentRetries
+}
+
+// endRetry gives back the place of a retry in flight, if held, and
+// reports that none is held any more.
+func (ks *keyState) endRetry(held bool) bool {
+	if held {
+		ks.retrying.Add(-1)
+	}
+	return false
 }
 
 // registry maps keys to their state. Reads, on every request, load an
@@ -90,7 +93,7 @@ func (r *registry) state(key string) *keyState {
 
 func (p *Policy) newKeyState(key string) *keyState {
 	ks := &keyState{key: key}
-	if p.breakerOn {
+	if !p.breakerOff {
 		s := p.breakerSettings
 		if p.breakerFleet != nil {
 			s.Fleet = p.breakerFleet(key)
@@ -104,22 +107,22 @@ func (p *Policy) newKeyState(key string) *keyState {
 		}
 		ks.breaker, _ = breaker.New(s) // settings were checked by NewPolicy
 	}
-	if p.newBudget != nil {
-		ks.budget = p.newBudget(key)
-	}
 	p.initThrottle(&ks.throttle, key)
+	if !p.budgetOff {
+		b, err := p.budgets.NewBudget(key)
+		switch {
+		case err != nil:
+			ks.throttle.err = errors.Join(ks.throttle.err, fmt.Errorf("heed: retry budget for key %q: %w", key, err))
+		case b == nil:
+			ks.throttle.err = errors.Join(ks.throttle.err, fmt.Errorf("heed: retry budget for key %q: the budget.Maker returned no budget", key))
+		default:
+			ks.budget = b
+		}
+	}
 	if p.hedge != nil {
 		ks.hedge = p.newHedgeState()
 	}
 	return ks
-}
-
-// keyFor returns the key of a request: its host by default.
-func (p *Policy) keyFor(req *http.Request) string {
-	if p.keyFunc != nil {
-		return p.keyFunc(req)
-	}
-	return req.URL.Host
 }
 
 // breakerChanged reports a change of a key's breaker, outside the
@@ -223,18 +226,26 @@ func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 // charged to the budget when it waits for the server's own hint, or while
 // adaptive pacing is on: the server is healthy, and its hint or the pacer
 // sets the pace of those retries.
-func (p *Policy) gate(ks *keyState, d Decision, status int, now time.Time) Decision {
+func (p *Policy) gate(ks *keyState, d decision, status int, now time.Time) decision {
 	if !d.Retry {
 		return d
 	}
 	if ks.breaker != nil {
 		if until, open := ks.breaker.OpenUntil(); open && now.Add(d.Wait).Before(until) {
-			return Decision{Reason: ErrBreakerOpen, RetryAt: until, Kind: d.Kind}
+			return decision{Reason: ErrBreakerOpen, RetryAt: until, Kind: d.Kind}
 		}
 	}
 	paced := status == http.StatusTooManyRequests && (d.Source == SourceRetryAfter || d.Source == SourceRateLimitReset || ks.throttle.pacer != nil)
+	if p.maxRetrying > 0 && !paced {
+		if ks.retrying.Add(1) > int32(p.maxRetrying) {
+			ks.retrying.Add(-1)
+			return decision{Reason: ErrBudgetExhausted, Kind: d.Kind}
+		}
+		d.holdsRetry = true
+	}
 	if ks.budget != nil && !paced && !ks.budget.Withdraw(now) {
-		return Decision{Reason: ErrBudgetExhausted, Kind: d.Kind}
+		ks.endRetry(d.holdsRetry)
+		return decision{Reason: ErrBudgetExhausted, Kind: d.Kind}
 	}
 	return d
 }

@@ -1,17 +1,16 @@
 package heed
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/heed-go/heed/breaker"
+	"github.com/heed-go/heed/internal/redact"
+	"github.com/heed-go/heed/internal/vocab"
 )
-
-// redacted replaces secrets in logged URLs.
-const redacted = "REDACTED"
 
 // RedactURL returns u as a string with its userinfo and the values of its
 // query parameters replaced by REDACTED, so it can be logged: API keys and
@@ -19,30 +18,7 @@ const redacted = "REDACTED"
 // parameter without "=" is replaced whole, since it may be the token
 // itself (?SECRETFLAG). Path segments stay: mark the secret ones with
 // [WithSecretPath].
-func RedactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	if u.User == nil && u.RawQuery == "" {
-		return u.String()
-	}
-	r := *u
-	if r.User != nil {
-		r.User = url.User(redacted)
-	}
-	if r.RawQuery != "" {
-		parts := strings.Split(r.RawQuery, "&")
-		for i, kv := range parts {
-			if k, _, ok := strings.Cut(kv, "="); ok {
-				parts[i] = k + "=" + redacted
-			} else if kv != "" {
-				parts[i] = redacted
-			}
-		}
-		r.RawQuery = strings.Join(parts, "&")
-	}
-	return r.String()
-}
+func RedactURL(u *url.URL) string { return redact.URL(u) }
 
 // log returns the logger to use, or nil when logging is off.
 func (p *Policy) log() *slog.Logger {
@@ -115,7 +91,7 @@ func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
 	}
 	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, level) {
 		attrs := p.requestAttrs(l.method, areq.URL, last.Number, p.maxAttempts, last.Status, last.Err)
-		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ReasonName(reason)))
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", vocab.Reason(reason)))
 		if !retryAt.IsZero() {
 			attrs = append(attrs, slog.Time("retry_at", retryAt))
 		}
@@ -124,7 +100,7 @@ func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
 }
 
 // retrying logs and reports the retry heed is about to wait for.
-func (l *loop) retrying(areq *http.Request, n, status int, err error, d Decision) {
+func (l *loop) retrying(areq *http.Request, n, status int, err error, d decision) {
 	p := l.p
 	if len(p.hooks) > 0 {
 		p.emit(l.ctx, Event{
@@ -135,8 +111,9 @@ func (l *loop) retrying(areq *http.Request, n, status int, err error, d Decision
 	}
 	if lg := p.log(); lg != nil && lg.Enabled(l.ctx, levelRetry) {
 		attrs := p.requestAttrs(l.method, areq.URL, n, p.maxAttempts, status, err)
-		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", ResultName(status, d.Kind)),
+		attrs = append(attrs, slog.String("key", l.ks.key), slog.String("reason", vocab.Result(status, string(d.Kind))),
 			slog.Duration("wait", d.Wait), slog.String("source", d.Source.String()))
+		attrs = paceAttrs(attrs, l.ks)
 		lg.LogAttrs(l.ctx, levelRetry, "heed: retrying", attrs...)
 	}
 }
@@ -148,134 +125,53 @@ const (
 )
 
 // Log fields carry the names metrics use as labels (key, method, reason,
-// source, with values from ReasonName and ResultName), so a log line and a
+// source, with values from the names of internal/vocab), so a log line and a
 // series can be matched.
 
 // requestAttrs are the fields of a retry or give-up log line for a request.
 func (c *config) requestAttrs(method string, u *url.URL, n, max, status int, err error) []slog.Attr {
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs, slog.String("method", method), slog.String("url", c.redactURL(u)))
-	if status != 0 {
-		attrs = append(attrs, slog.Int("status", status))
-	}
-	return append(attrs, c.callAttrs(n, max, err, u)...)
+	return append(attrs, c.callAttrs(n, max, status, err, u)...)
 }
 
 // callAttrs are the fields shared by requests and calls made through Do.
 // An error's text is scrubbed of u's secrets: a base RoundTripper may
 // quote the URL it failed on.
-func (c *config) callAttrs(n, max int, err error, u *url.URL) []slog.Attr {
+func (c *config) callAttrs(n, max, status int, err error, u *url.URL) []slog.Attr {
 	attrs := []slog.Attr{slog.Int("attempt", n), slog.Int("max_attempts", max)}
+	if status != 0 {
+		attrs = append(attrs, slog.Int("status", status))
+	}
 	if err != nil {
-		kind, _, _ := classifyError(err)
-		attrs = append(attrs, slog.String("error", redactText(err.Error(), u, c.secretPaths)), slog.String("error_kind", string(kind)))
+		attrs = append(attrs, slog.String("error", redactText(err.Error(), u, c.secretPaths)))
+		if se := (*StatusError)(nil); !errors.As(err, &se) { // a status error's kind says nothing the status does not
+			kind, _, _ := classifyError(err)
+			attrs = append(attrs, slog.String("error_kind", string(kind)))
+		}
 	}
 	return attrs
 }
 
-// RedactText returns s with the secrets of u that [RedactURL] hides (its
-// userinfo, its query values and its query parameters without "=")
-// replaced by REDACTED: for an error's text, which may quote the URL it
-// failed on. The URL itself is replaced by its redacted form; a secret
-// elsewhere in s is replaced where it stands as in a URL ("=value",
-// "user:password@", "?token"), and anywhere once it is 6 characters or
-// longer, so that short values such as page=2 do not garble the text.
-func RedactText(s string, u *url.URL) string {
-	return redactText(s, u, nil)
+// paceAttrs add the key's pacing interval while it paces: the pacer may
+// hold the next attempt beyond the wait logged.
+func paceAttrs(attrs []slog.Attr, ks *keyState) []slog.Attr {
+	if pace := ks.throttle.interval(); pace > 0 {
+		attrs = append(attrs, slog.Duration("pace", pace))
+	}
+	return attrs
 }
 
-// redactText is RedactText that also hides the path segments pats mark
-// secret, in the URL and wherever they stand as a segment ("/value").
+// redactText returns s with the secrets of u that [RedactURL] hides, and
+// the path segments pats mark secret, replaced by REDACTED (see
+// redact.Text).
 func redactText(s string, u *url.URL, pats []pathPattern) string {
 	if u == nil {
 		return s
 	}
 	hidden, segs := hidePath(u, pats)
-	if u.User == nil && u.RawQuery == "" && len(segs) == 0 {
-		return s
-	}
-	s = strings.ReplaceAll(s, u.String(), RedactURL(hidden))
-	replace := func(v, before, after string) {
-		if v == "" {
-			return
-		}
-		s = strings.ReplaceAll(s, before+v+after, before+redacted+after)
-		if len(v) >= minSecret {
-			s = strings.ReplaceAll(s, v, redacted)
-		}
-	}
-	if u.User != nil {
-		replace(u.User.String(), "", "@")
-		if pw, ok := u.User.Password(); ok {
-			replace(pw, ":", "@")
-		}
-	}
-	for kv := range strings.SplitSeq(u.RawQuery, "&") {
-		if _, v, ok := strings.Cut(kv, "="); ok {
-			replace(v, "=", "")
-			if dv, err := url.QueryUnescape(v); err == nil && dv != v {
-				replace(dv, "=", "")
-			}
-		} else if kv != "" {
-			s = hideToken(s, kv, "?&")
-			if dk, err := url.QueryUnescape(kv); err == nil && dk != kv {
-				s = hideToken(s, dk, "?&")
-			}
-		}
-	}
-	for _, v := range segs {
-		s = hideToken(s, v, "/")
-		if dv, err := url.PathUnescape(v); err == nil && dv != v {
-			s = hideToken(s, dv, "/")
-		}
-	}
-	return s
+	return redact.Text(s, u, hidden, segs)
 }
-
-// hideToken replaces v in s where it stands whole right after one of the
-// bytes of marks, as a query key or a path segment does in a URL, and
-// anywhere once it is minSecret long. "Whole" keeps a short secret such as
-// the 1 of /users/1 from garbling HTTP/1.1 or /users/12.
-func hideToken(s, v, marks string) string {
-	if v == "" {
-		return s
-	}
-	if len(v) >= minSecret {
-		return strings.ReplaceAll(s, v, redacted)
-	}
-	var b strings.Builder
-	last := 0
-	for i := 0; i+len(v) <= len(s); {
-		j := strings.Index(s[i:], v)
-		if j < 0 {
-			break
-		}
-		at, end := i+j, i+j+len(v)
-		if at > 0 && strings.IndexByte(marks, s[at-1]) >= 0 && (end == len(s) || !tokenByte(s[end])) {
-			b.WriteString(s[last:at])
-			b.WriteString(redacted)
-			last = end
-			i = end
-			continue
-		}
-		i = at + 1
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-// tokenByte reports whether c may continue a query key or a path segment:
-// a letter, a digit, or one of "-._~%+".
-func tokenByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~%+", c) >= 0
-}
-
-// minSecret is the length from which RedactText replaces a secret wherever
-// it appears.
-const minSecret = 6
 
 func (l *loop) emitAttempt(areq *http.Request, n, copy, status int, err error, kind ErrorKind, took time.Duration) {
 	p := l.p

@@ -14,38 +14,28 @@ import (
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/clock"
-	"github.com/heed-go/heed/throttle"
 )
 
-// Defaults. Each is the production checklist of the seed article, and
-// README.md gives the reason for each.
+// Defaults; the options that change them give the reason for each.
 const (
-	// DefaultMaxAttempts is the number of attempts, the first one included:
-	// five retries ride out a restart or a short overload without holding
-	// a connection for long.
-	DefaultMaxAttempts = 6
-	// DefaultMaxWait caps any single wait. A server asking for more is not
-	// waited for: the call ends at once with an error saying when to come
-	// back.
-	DefaultMaxWait = 60 * time.Second
-	// DefaultMaxBodyBuffer bounds how much of a request body without
-	// GetBody heed buffers so it can send it again.
-	DefaultMaxBodyBuffer = 1 << 20
-	// DefaultResponseBuffer bounds how much of a response body heed reads
-	// inside the attempt, so that a truncated body can still be retried.
-	DefaultResponseBuffer = 1 << 20
+	defaultMaxAttempts    = 6
+	defaultMaxWait        = 60 * time.Second
+	defaultMaxBodyBuffer  = 1 << 20
+	defaultResponseBuffer = 1 << 20
 	// maxDrain bounds how much of a discarded response is read so its
 	// connection can be reused; beyond it the connection is closed instead.
 	maxDrain = 64 << 10
 )
 
-// DefaultBackoff is full jitter from 500 ms, capped at 30 s: five retries
+// defaultBackoff is full jitter from 500 ms, capped at 30 s: five retries
 // wait about 8 s in all on average, and clients that failed together are
 // spread over the whole interval instead of returning together.
-var DefaultBackoff = backoff.Full(500*time.Millisecond, 30*time.Second)
+var defaultBackoff = backoff.Full(500*time.Millisecond, 30*time.Second)
 
 // Option configures a [Policy]. Options are checked together by
-// [NewPolicy] and [New], which refuse settings that cannot work.
+// [NewPolicy], [New] and [NewClient], which refuse settings that cannot
+// work and settings that contradict each other, naming them. Of two
+// options that set the same thing, the later wins.
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -73,51 +63,43 @@ type config struct {
 	hooks           []Hook
 	keyFunc         func(*http.Request) string
 	maxKeys         int
-	breakerOn       bool
+	breakerOff      bool // WithoutBreaker
+	breakerSet      bool // WithBreaker
 	breakerSettings breaker.Settings
 	breakerCounter  func(Outcome, breaker.Outcome) breaker.Outcome
-	newBudget       func(key string) budget.Budget
-	tierHeaders     bool
-	pacing          bool
-	pacerConfig     throttle.PacerConfig
+	budgetOff       bool // WithoutRetryBudget
+	budgetSet       bool // WithRetryBudget
+	budgets         budget.Maker
+	maxRetrying     int // WithMaxConcurrentRetries; 0: no cap
+	noTierHeaders   bool
+	limitsSet       bool // WithLimits
 	limits          Limits
 	keyLimits       func(key string) Limits
 	breakerFleet    func(key string) breaker.Fleet
 	hedge           *HedgeConfig // nil: no hedging
 	stale           *StaleConfig // nil: no stale-if-error store
-	fallback        Fallback
+	fallback        fallbackFunc
 	secretPaths     []pathPattern // WithSecretPath; nil: no segment is secret
 	problems        []error       // bad values met while applying options
 }
 
 func defaultConfig() config {
 	return config{
-		maxAttempts:     DefaultMaxAttempts,
-		backoff:         DefaultBackoff,
-		maxWait:         DefaultMaxWait,
-		statusRules:     defaultStatusRules(),
-		maxBodyBuffer:   DefaultMaxBodyBuffer,
-		respBuffer:      DefaultResponseBuffer,
-		clock:           clock.Real(),
-		rand:            rand.Float64,
-		maxKeys:         DefaultMaxKeys,
-		breakerOn:       true,
-		breakerSettings: DefaultBreaker,
-		newBudget:       ratioBudget(budget.DefaultRatio),
-		tierHeaders:     true,
-		pacing:          true,
+		maxAttempts:   defaultMaxAttempts,
+		backoff:       defaultBackoff,
+		maxWait:       defaultMaxWait,
+		statusRules:   defaultStatusRules(),
+		maxBodyBuffer: defaultMaxBodyBuffer,
+		respBuffer:    defaultResponseBuffer,
+		clock:         clock.Real(),
+		rand:          rand.Float64,
+		maxKeys:       defaultMaxKeys,
+		budgets:       budget.RatioConfig{},
 	}
 }
 
-// ratioBudget returns a factory of Ratio budgets; c has been checked.
-func ratioBudget(c budget.RatioConfig) func(string) budget.Budget {
-	return func(string) budget.Budget {
-		b, _ := budget.NewRatio(c)
-		return b
-	}
-}
-
-// defaultStatusRules is the seed's decision table: 429, 503 and 408 are
+// defaultStatusRules is the decision table of the usual advice for HTTP
+// clients: 429, 503 and 408 are
 // retried up to the policy's attempts; 502 (and 504, its sibling) at most 3
 // attempts; 500 at most 2. Everything else, 400, 401, 403, 404 and 422
 // among them, is final.
@@ -148,22 +130,48 @@ func (c *config) validate() error {
 	if c.maxTotal > 0 && c.attemptTimeout > c.maxTotal {
 		add("WithAttemptTimeout(%v) is longer than WithMaxTotal(%v)", c.attemptTimeout, c.maxTotal)
 	}
-	if c.breakerOn {
+	if !c.breakerOff {
 		if _, err := breaker.New(c.breakerSettings); err != nil {
 			errs = append(errs, fmt.Errorf("heed: WithBreaker: %w", err))
 		}
 	}
+	if c.breakerOff {
+		for _, o := range []struct {
+			set  bool
+			name string
+		}{{c.breakerSet, "WithBreaker"}, {c.breakerFleet != nil, "WithBreakerFleet"}, {c.breakerCounter != nil, "WithBreakerCounter"}} {
+			if o.set {
+				add("WithoutBreaker contradicts %s: %s configures the breaker WithoutBreaker turns off", o.name, o.name)
+			}
+		}
+	}
+	if c.limitsSet && c.keyLimits != nil {
+		add("WithLimits contradicts WithKeyLimits, whose limits replace it for every key: set NoPacing or Pacing in the Limits WithKeyLimits returns")
+	}
+	if c.budgetOff && c.budgetSet {
+		add("WithoutRetryBudget contradicts WithRetryBudget: keep one")
+	}
+	if c.budgetOff && c.maxRetrying > 0 {
+		add("WithoutRetryBudget contradicts WithMaxConcurrentRetries(%d): the cap is part of the retry budget", c.maxRetrying)
+	}
 	return errors.Join(errs...)
 }
 
-// WithBase sets the RoundTripper that [New] wraps. The default is
-// [http.DefaultTransport].
+// WithBase sets the RoundTripper every Transport of the policy sends its
+// attempts through. The default is [http.DefaultTransport].
 func WithBase(rt http.RoundTripper) Option {
-	return optionFunc(func(c *config) { c.base = rt })
+	return optionFunc(func(c *config) {
+		if rt == nil {
+			c.problem("WithBase(nil): need a RoundTripper")
+			return
+		}
+		c.base = rt
+	})
 }
 
 // WithMaxAttempts sets how many attempts a request may make, the first one
-// included. 1 turns retrying off. Default [DefaultMaxAttempts].
+// included. 1 turns retrying off. Default 6: five retries ride out a
+// restart or a short overload without holding a connection for long.
 func WithMaxAttempts(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 1 {
@@ -175,7 +183,7 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithBackoff sets the wait used when the server gives no hint. Default
-// [DefaultBackoff].
+// full jitter from 500 ms, capped at 30 s ([backoff.Full]).
 func WithBackoff(s backoff.Strategy) Option {
 	return optionFunc(func(c *config) {
 		if s == nil {
@@ -188,7 +196,7 @@ func WithBackoff(s backoff.Strategy) Option {
 
 // WithMaxWait caps every single wait, the server's hints included. When the
 // server asks for longer, heed returns at once with an [*Error] whose
-// RetryAt says when the server will accept again. Default [DefaultMaxWait].
+// RetryAt says when the server will accept again. Default 60 s.
 func WithMaxWait(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d <= 0 {
@@ -274,8 +282,9 @@ func copyRules(m map[int]int) map[int]int {
 }
 
 // WithClassifier adds a predicate consulted before the decision table on
-// every attempt that failed or returned a response. Returning [Retry] or
-// [Stop] overrides the table; [Default] defers to it. A Retry verdict also
+// every attempt that failed or returned a response. Returning
+// [VerdictRetry] or [VerdictStop] overrides the table; [VerdictDefault]
+// defers to it. A VerdictRetry also
 // overrides the method rules: the classifier then vouches that repeating the
 // request is safe. It cannot make a consumed, unbuffered body replayable.
 func WithClassifier(f func(Outcome) Verdict) Option {
@@ -315,7 +324,7 @@ func WithAutoIdempotencyKey() Option {
 // retried, unless its connection could not be made (no byte of it left);
 // a failure heed would otherwise have retried ends the call with
 // [ErrBodyNotReplayable]. 0 disables buffering. Default
-// [DefaultMaxBodyBuffer].
+// 1 MiB.
 func WithMaxBodyBuffer(n int64) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {
@@ -333,7 +342,7 @@ func WithMaxBodyBuffer(n int64) Option {
 // (text/event-stream, NDJSON), are handed over unread; a body of unknown
 // length that turns out larger is handed over as the part read followed by
 // the rest, still streaming. 0 disables reading ahead. Default
-// [DefaultResponseBuffer].
+// 1 MiB.
 func WithResponseBuffer(n int64) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {
@@ -403,8 +412,9 @@ func WithHook(h Hook) Option {
 }
 
 // WithKeyFunc sets how requests are grouped for the state heed keeps per
-// key: the circuit breaker and the retry budget. The default key is the
-// request's host (with its port). Return a route or a tenant to keep them
+// key: the circuit breaker, the retry budget, the limits and pacing, the
+// hedging delay and [Policy.Stats]. The default key is the request's host
+// (with its port); a call's [Overrides] may set its key. Return a route or a tenant to keep them
 // apart; keep the number of distinct keys bounded (see [WithMaxKeys]).
 func WithKeyFunc(f func(*http.Request) string) Option {
 	return optionFunc(func(c *config) {
@@ -417,7 +427,7 @@ func WithKeyFunc(f func(*http.Request) string) Option {
 }
 
 // WithMaxKeys bounds how many keys get state of their own; the keys beyond
-// share one. Default [DefaultMaxKeys].
+// share one. Default 4096.
 func WithMaxKeys(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 1 {
@@ -428,13 +438,28 @@ func WithMaxKeys(n int) Option {
 	})
 }
 
-// WithBreaker sets the circuit breaker kept per key. The default is
-// [DefaultBreaker]; zero fields take breaker's defaults.
+// WithBreaker sets the circuit breaker kept per key. The default is the
+// zero [breaker.Settings]: open when 90% of at least 20 calls in the last
+// 30 s failed, for 30 s (doubling, up to 5 min, each time a probe fails);
+// one probe at a time when half-open. Zero fields take those defaults.
+// Leave Settings.Fleet nil: a Fleet belongs to one key, so join each key's
+// breaker to its fleet with [WithBreakerFleet].
 func WithBreaker(s breaker.Settings) Option {
-	return optionFunc(func(c *config) { c.breakerOn, c.breakerSettings = true, s })
+	return optionFunc(func(c *config) {
+		if s.Fleet != nil {
+			c.problem("WithBreaker: Settings.Fleet would join every key's breaker to one key's fleet; use WithBreakerFleet")
+			return
+		}
+		c.breakerSet, c.breakerSettings = true, s
+	})
 }
 
-// WithoutBreaker turns the circuit breaker off.
+// WithoutBreaker turns the circuit breaker off. It contradicts
+// [WithBreaker], [WithBreakerFleet] and [WithBreakerCounter].
+func WithoutBreaker() Option {
+	return optionFunc(func(c *config) { c.breakerOff = true })
+}
+
 // WithBreakerFleet joins each key's circuit breaker to the breakers of the
 // same key in other instances: f returns the key's breaker.Fleet, such as
 // the one heedredis keeps in Redis. A trip in one instance then opens the
@@ -450,10 +475,6 @@ func WithBreakerFleet(f func(key string) breaker.Fleet) Option {
 	})
 }
 
-func WithoutBreaker() Option {
-	return optionFunc(func(c *config) { c.breakerOn = false })
-}
-
 // WithBreakerCounter lets f decide how an attempt's outcome counts for the
 // breaker. f gets heed's own verdict (see docs/resilience.md) and returns
 // the one to use.
@@ -467,75 +488,90 @@ func WithBreakerCounter(f func(o Outcome, verdict breaker.Outcome) breaker.Outco
 	})
 }
 
-// WithRetryBudget sets the ratio retry budget kept per key. The default is
-// [budget.DefaultRatio]: 25% of requests plus 10 retries a second, over 10 s.
-func WithRetryBudget(r budget.RatioConfig) Option {
+// WithRetryBudget sets the retry budget kept per key: m makes each key's
+// budget on the key's first request. Retries (and hedges) the budget
+// refuses end the call with [ErrBudgetExhausted]. The default is the zero
+// [budget.RatioConfig]: retries may be 25% of the requests of the last
+// 10 s, plus 10 a second. Give a budget.RatioConfig to change those
+// figures, a [budget.TokenBucketConfig] for gRPC's retry throttling, a
+// fleet's shared budgets (heedredis), or a [budget.MakerFunc] of your
+// own. A budget that m cannot make fails that key's requests with an
+// error naming it.
+func WithRetryBudget(m budget.Maker) Option {
 	return optionFunc(func(c *config) {
-		if _, err := budget.NewRatio(r); err != nil {
-			c.problem("WithRetryBudget: %v", err)
+		if m == nil {
+			c.problem("WithRetryBudget(nil): need a budget.Maker")
 			return
 		}
-		c.newBudget = ratioBudget(r)
-	})
-}
-
-// WithTokenBucketBudget replaces the ratio budget with gRPC's retry
-// throttling: a bucket of max tokens per key, a failed attempt costs one, a
-// success returns ratio, and retries stop at half full.
-func WithTokenBucketBudget(max, ratio float64) Option {
-	return optionFunc(func(c *config) {
-		if _, err := budget.NewTokenBucket(max, ratio); err != nil {
-			c.problem("WithTokenBucketBudget(%v, %v): %v", max, ratio, err)
-			return
+		if v, ok := m.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				c.problem("WithRetryBudget: %v", err)
+				return
+			}
 		}
-		c.newBudget = func(string) budget.Budget {
-			b, _ := budget.NewTokenBucket(max, ratio)
-			return b
-		}
-	})
-}
-
-// WithBudgetFunc sets a function that makes the budget for each key, for
-// budgets of your own or shared ones.
-func WithBudgetFunc(f func(key string) budget.Budget) Option {
-	return optionFunc(func(c *config) {
-		if f == nil {
-			c.problem("WithBudgetFunc(nil): need a function")
-			return
-		}
-		c.newBudget = f
+		c.budgetSet, c.budgets = true, m
 	})
 }
 
 // WithoutRetryBudget turns the retry budget off: only the attempt limit
-// bounds retries.
+// bounds retries. It contradicts [WithRetryBudget] and
+// [WithMaxConcurrentRetries].
 func WithoutRetryBudget() Option {
-	return optionFunc(func(c *config) { c.newBudget = nil })
+	return optionFunc(func(c *config) { c.budgetOff = true })
 }
 
-// WithTierHeaders turns the cross-tier protocol's request headers on or off
-// (on by default): Heed-Attempt on retries and Heed-Timeout when the call has
-// a deadline. See docs/protocol.md.
-func WithTierHeaders(on bool) Option {
-	return optionFunc(func(c *config) { c.tierHeaders = on })
+// WithMaxConcurrentRetries caps the retries of a key in flight at once,
+// beside the ratio of the retry budget (Envoy's max_retries): a retry
+// counts from the moment heed decides to make it until its attempt ends,
+// its wait included, and a retry past the cap ends its call with
+// [ErrBudgetExhausted]. The ratio bounds retries over time; the cap
+// bounds a burst of them, when many calls fail at once before the ratio
+// has seen the failures. 0, the default, sets no cap.
+func WithMaxConcurrentRetries(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			c.problem("WithMaxConcurrentRetries(%d): must not be negative", n)
+			return
+		}
+		c.maxRetrying = n
+	})
 }
 
-// WithLimits sets limits every key's server is known to have: a token
-// bucket and a concurrency limit, enforced before requests leave. A request
-// that would wait past its deadline fails at once with ErrThrottled.
+// WithoutTierHeaders stops heed from sending the cross-tier protocol's
+// request headers, which it sends by default: Heed-Attempt on retries and
+// Heed-Timeout when the call has a deadline (see [Middleware]).
+func WithoutTierHeaders() Option {
+	return optionFunc(func(c *config) { c.noTierHeaders = true })
+}
+
+// WithLimits sets how every key is throttled before its requests leave:
+// the rate and concurrency its server is known to allow, and the adaptive
+// pacing (on by default; [Limits] tunes it or turns it off). A request that
+// would wait past its deadline fails at once with [ErrThrottled]. A
+// Limits.Limiter or a Pacing.Shared is one key's state: give them per key
+// with [WithKeyLimits].
 func WithLimits(l Limits) Option {
 	return optionFunc(func(c *config) {
+		if l.Limiter != nil {
+			c.problem("WithLimits: a Limiter would be shared by every key; return one per key from WithKeyLimits")
+			return
+		}
+		if l.Pacing.Shared != nil {
+			c.problem("WithLimits: a Pacing.Shared pace would be shared by every key; return one per key from WithKeyLimits")
+			return
+		}
 		if err := l.validate(); err != nil {
 			c.problem("WithLimits: %v", err)
 			return
 		}
-		c.limits = l
+		c.limitsSet, c.limits = true, l
 	})
 }
 
 // WithKeyLimits sets limits per key: f is called once for each key, on its
-// first request, and its answer replaces WithLimits for that key. Limits
-// that cannot work make that key's requests fail with an error naming them.
+// first request, and its answer is that key's limits, pacing included (so
+// it contradicts [WithLimits]). Limits that cannot work make that key's
+// requests fail with an error naming them.
 func WithKeyLimits(f func(key string) Limits) Option {
 	return optionFunc(func(c *config) {
 		if f == nil {
@@ -544,16 +580,4 @@ func WithKeyLimits(f func(key string) Limits) Option {
 		}
 		c.keyLimits = f
 	})
-}
-
-// WithPacing tunes the adaptive pacing kept per key (on by default): it
-// learns a safe rate from the server's push-back and rate-limit fields and
-// spaces requests so the limit is not hit.
-func WithPacing(cfg throttle.PacerConfig) Option {
-	return optionFunc(func(c *config) { c.pacing, c.pacerConfig = true, cfg })
-}
-
-// WithoutPacing turns adaptive pacing off.
-func WithoutPacing() Option {
-	return optionFunc(func(c *config) { c.pacing = false })
 }

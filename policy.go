@@ -25,12 +25,23 @@ const (
 // when to retry. Its settings are immutable once built; the state it keeps
 // per key (a circuit breaker and a retry budget) is shared by every
 // transport and [Do] call using it. It is safe for concurrent use.
+//
+// Build it with [NewPolicy]: calls under a zero Policy fail with an error
+// saying so.
 type Policy struct {
 	config
-	plain bool        // no hook, classifier or time bound: RoundTrip may take its fast path
-	keys  *registry   // state per key: breakers and budgets
-	store *staleStore // nil unless WithStaleIfError
+	plain bool // no hook, classifier or time bound: RoundTrip may take its fast path
+	// Set only in the copy a call's Overrides make (see forCall).
+	fixedKey   string // the call's key, when keyFixed
+	keyFixed   bool
+	idempotent bool        // the call is safe to repeat whatever its method
+	keys       *registry   // state per key: breakers and budgets
+	store      *staleStore // nil unless WithStaleIfError
 }
+
+// errZeroPolicy is the error of a call under a Policy not built by
+// NewPolicy.
+var errZeroPolicy = errors.New("heed: the Policy was not built by NewPolicy (a zero Policy has no settings)")
 
 // NewPolicy builds a Policy from the defaults and opts. It returns an error
 // naming every setting that cannot work.
@@ -65,8 +76,8 @@ func (p *Policy) MaxAttempts() int { return p.maxAttempts }
 // Clock returns the clock the policy reads and sleeps on.
 func (p *Policy) Clock() clock.Clock { return p.clock }
 
-// Decision is the decision core's answer after an attempt.
-type Decision struct {
+// decision is the decision core's answer after an attempt.
+type decision struct {
 	// Retry says to make another attempt after Wait.
 	Retry bool
 	// Wait is how long to wait first, and Source where it came from.
@@ -86,16 +97,20 @@ type Decision struct {
 	// toward the attempt limit: a server that is only rate-limiting is not
 	// given up on while the call's waiting allows.
 	RateLimited bool
+	// holdsRetry: the gate counted this retry among the key's retries in
+	// flight (WithMaxConcurrentRetries); the call gives the place back
+	// when the retry's attempt ends.
+	holdsRetry bool
 }
 
-// When is the time side of a decision, and what the call has spent so
+// when is the time side of a decision, and what the call has spent so
 // far: the time now, the call's deadline (zero for none), the previous
 // wait, a uniform random draw in [0, 1) for jitter, the pacing interval
 // learned for the key (zero when it is not pacing), which sizes the spread
 // of retries the server told to wait, how long the call has waited in all,
 // and how many of its earlier attempts were 429s that did not count toward
 // the attempt limit.
-type When struct {
+type when struct {
 	Now         time.Time
 	Deadline    time.Time
 	Prev        time.Duration
@@ -105,7 +120,7 @@ type When struct {
 	RateLimited int
 }
 
-// Decide is the retry layer's decision core: a plain function of the
+// decide is the retry layer's decision core: a plain function of the
 // policy, the outcome of the attempt just made, and the time. The
 // transport and [Do] drive it with the real clock; tests and simulations
 // drive it in virtual time.
@@ -120,11 +135,11 @@ type When struct {
 // call without a deadline waits at most the max wait in all. A hint that
 // asks for more, or that ends after the deadline, ends the call at once
 // with RetryAt set; jitter and backoff are trimmed to fit.
-func (p *Policy) Decide(o Outcome, w When) Decision {
+func (p *Policy) decide(o Outcome, w when) decision {
 	now, deadline, prev, draw := w.Now, w.Deadline, w.Prev, w.Draw
 	status, header := o.status()
-	var d Decision
-	verdict := Default
+	var d decision
+	verdict := VerdictDefault
 	if p.classifier != nil {
 		verdict = p.classifier(o)
 	}
@@ -135,10 +150,10 @@ func (p *Policy) Decide(o Outcome, w When) Decision {
 	}
 	statusLimit := 0
 	switch verdict {
-	case Stop:
+	case VerdictStop:
 		d.Reason = reasonFor(o, status)
 		return d
-	case Default:
+	case VerdictDefault:
 		if status >= 400 && len(header[HeaderRetried]) > 0 {
 			d.Reason = ErrRetriedBelow // a tier below retried already
 			return d

@@ -3,6 +3,8 @@ package heed
 import (
 	"net/url"
 	"strings"
+
+	"github.com/heed-go/heed/internal/redact"
 )
 
 // WithSecretPath marks path segments as secrets, to be shown as REDACTED
@@ -111,14 +113,14 @@ func hidePath(u *url.URL, pats []pathPattern) (*url.URL, []string) {
 			continue
 		}
 		for i, ps := range p {
-			if ps != "*" || segs[i] == "" || out != nil && out[i] == redacted {
+			if ps != "*" || segs[i] == "" || out != nil && out[i] == redact.Marker {
 				continue
 			}
 			if out == nil {
 				out = append([]string(nil), segs...)
 			}
 			secrets = append(secrets, segs[i])
-			out[i] = redacted
+			out[i] = redact.Marker
 		}
 	}
 	if out == nil {
@@ -142,7 +144,7 @@ func redactURLPaths(u *url.URL, pats []pathPattern) string {
 }
 
 // hideEvent returns e with its URL's secret segments REDACTED, and its
-// error wrapped with its text redacted when that text shows them: hooks
+// error wrapped with its text redact.Marker when that text shows them: hooks
 // record both, and only know how to redact what RedactURL redacts.
 func (c *config) hideEvent(e Event) Event {
 	hidden, secrets := hidePath(e.URL, c.secretPaths)

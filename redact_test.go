@@ -15,6 +15,7 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/heedtest"
+	"github.com/heed-go/heed/internal/redact"
 )
 
 // urlQuoting fails as net/http's client does: its error quotes the URL it
@@ -102,7 +103,7 @@ func TestRedactTextValuelessKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := heed.RedactText(c.text, u); got != c.want {
+		if got := redact.Text(c.text, u, u, nil); got != c.want {
 			t.Errorf("RedactText(%q, %s) =\n%q, want\n%q", c.text, c.url, got, c.want)
 		}
 	}
@@ -209,7 +210,7 @@ func TestWithSecretPathNeverShown(t *testing.T) {
 		}
 		seen = append(seen, e.URL.String(), e.URL.Path, e.URL.RawPath, heed.RedactURL(e.URL))
 		if e.Err != nil {
-			seen = append(seen, heed.RedactText(e.Err.Error(), e.URL))
+			seen = append(seen, redact.Text(e.Err.Error(), e.URL, e.URL, nil))
 			var oe *net.OpError
 			if e.Kind == heed.EventAttempt && errors.As(e.Err, &oe) {
 				ops++

@@ -109,8 +109,8 @@ func TestBreakerCountsWhatMatters(t *testing.T) {
 		// The pacer holds every later request until the time named: none
 		// is sent, and there is nothing for the breaker to do.
 		{"429 asking past the cap is held by the pacer", heedtest.RetryAfter(429, 3600), nil, false, 1},
-		{"429 asking past the cap does without pacing", heedtest.RetryAfter(429, 3600), []heed.Option{heed.WithoutPacing()}, true, 20},
-		{"429 without Retry-After does without pacing", heedtest.Status(429), []heed.Option{heed.WithoutPacing()}, true, 20},
+		{"429 asking past the cap does without pacing", heedtest.RetryAfter(429, 3600), []heed.Option{heed.WithLimits(heed.Limits{NoPacing: true})}, true, 20},
+		{"429 without Retry-After does without pacing", heedtest.Status(429), []heed.Option{heed.WithLimits(heed.Limits{NoPacing: true})}, true, 20},
 		{"503 does", heedtest.Status(503), nil, true, 20},
 		{"408 does", heedtest.Status(408), nil, true, 20},
 		{"reset does", heedtest.Step{Reset: true}, nil, true, 20},
@@ -248,7 +248,7 @@ func TestFirstAttemptNeverRefusedByBudget(t *testing.T) {
 
 func TestTokenBucketBudget(t *testing.T) {
 	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
-	c, _ := client(t, heed.WithoutBreaker(), heed.WithTokenBucketBudget(4, 0.1))
+	c, _ := client(t, heed.WithoutBreaker(), heed.WithRetryBudget(budget.TokenBucketConfig{Max: 4, Ratio: 0.1}))
 	_, err := c.Get(srv.URL)
 	// 4 tokens: failures take 1, 2 (still above half: retry), then at 2
 	// retries stop.
@@ -265,14 +265,14 @@ func TestDoKeyUsesBreakerAndBudget(t *testing.T) {
 		return 0, &heed.StatusError{StatusCode: 503}
 	}
 	for range 20 {
-		heed.DoKey(context.Background(), p, "payments", fail)
+		heed.Do(heed.Override(context.Background(), heed.Overrides{Key: "payments"}), p, fail)
 	}
-	_, err := heed.DoKey(context.Background(), p, "payments", fail)
+	_, err := heed.Do(heed.Override(context.Background(), heed.Overrides{Key: "payments"}), p, fail)
 	if !errors.Is(err, heed.ErrBreakerOpen) || calls.Load() != 20 {
 		t.Fatalf("err = %v after %d calls", err, calls.Load())
 	}
 	// Another key is unaffected.
-	if _, err := heed.DoKey(context.Background(), p, "search", func(context.Context) (int, error) { return 1, nil }); err != nil {
+	if _, err := heed.Do(heed.Override(context.Background(), heed.Overrides{Key: "search"}), p, func(context.Context) (int, error) { return 1, nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -281,7 +281,7 @@ func TestBreakerSettingsChecked(t *testing.T) {
 	if _, err := heed.New(heed.WithBreaker(breaker.Settings{FailureRatio: 2})); err == nil || !strings.Contains(err.Error(), "WithBreaker") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := heed.New(heed.WithTokenBucketBudget(0, 1)); err == nil {
+	if _, err := heed.New(heed.WithRetryBudget(budget.TokenBucketConfig{Max: 0, Ratio: 1})); err == nil {
 		t.Fatal("bad token bucket accepted")
 	}
 	if _, err := heed.New(heed.WithRetryBudget(budget.RatioConfig{Percent: 3, Window: time.Second})); err == nil {

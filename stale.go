@@ -34,19 +34,19 @@ type StaleConfig struct {
 
 // Default sizes of the stale-if-error store.
 const (
-	DefaultStaleBytes = 16 << 20
-	DefaultMaxStale   = time.Hour
+	defaultStaleBytes = 16 << 20
+	defaultMaxStale   = time.Hour
 )
 
 func (c *StaleConfig) defaults() {
 	if c.MaxBytes == 0 {
-		c.MaxBytes = DefaultStaleBytes
+		c.MaxBytes = defaultStaleBytes
 	}
 	if c.MaxEntryBytes == 0 {
 		c.MaxEntryBytes = c.MaxBytes / 8
 	}
 	if c.MaxStale == 0 {
-		c.MaxStale = DefaultMaxStale
+		c.MaxStale = defaultMaxStale
 	}
 }
 

@@ -31,6 +31,9 @@ type KeyStats struct {
 // itself, not with the others.
 func (p *Policy) Stats() []KeyStats {
 	r := p.keys
+	if r == nil {
+		return nil // a zero Policy keeps no state
+	}
 	m := *r.m.Load()
 	out := make([]KeyStats, 0, len(m)+1)
 	for _, ks := range m {

@@ -13,12 +13,15 @@ import (
 	"github.com/heed-go/heed/throttle"
 )
 
-// Limits are limits a key's server is known to have, enforced before any
-// request leaves: a token bucket and a concurrency limit. The zero value
-// sets none. The seed's advice is to run at about 80% of a documented
-// limit.
+// Limits are how heed throttles a key's requests before they leave: the
+// limits its server is known to have (a token bucket and a concurrency
+// limit), and the adaptive pacing heed learns from the server's push-back
+// (a 429, rate-limit fields), which is on unless NoPacing. The zero value
+// sets no known limit and paces with the defaults. Run at about 80% of a
+// documented limit: the server's clock and window are not yours.
 type Limits struct {
-	// Rate is requests a second (see PerMinute); 0 sets no rate limit.
+	// Rate is requests a second (a limit of 600 a minute is 10); 0 sets
+	// no rate limit.
 	Rate float64
 	// Burst is how many requests may go at once within Rate. Default 1.
 	Burst int
@@ -31,8 +34,8 @@ type Limits struct {
 	// QueueTimeout is how long a request may wait for a slot; 0 leaves only
 	// the request's context to bound it.
 	QueueTimeout time.Duration
-	// NoPacing turns adaptive pacing off for the key; Pacing, if not zero,
-	// tunes it for the key instead of WithPacing.
+	// NoPacing turns adaptive pacing off; Pacing tunes it (zero fields
+	// take its defaults).
 	NoPacing bool
 	Pacing   throttle.PacerConfig
 	// Limiter, if set, is the key's rate limit in place of Rate and Burst:
@@ -50,10 +53,13 @@ func (l Limits) rate() float64 {
 	return l.Rate
 }
 
-// PerMinute converts a limit per minute to the per-second Rate of Limits.
-func PerMinute(n float64) float64 { return n / 60 }
-
 func (l Limits) validate() error {
+	if l.NoPacing && l.Pacing != (throttle.PacerConfig{}) {
+		return errors.New("NoPacing contradicts Pacing: pacing is off, yet tuned")
+	}
+	if err := l.Pacing.Validate(); err != nil {
+		return err
+	}
 	if l.Limiter != nil && (l.Rate != 0 || l.Burst != 0) {
 		return errors.New("set either Limiter or Rate and Burst, not both")
 	}
@@ -122,11 +128,8 @@ func (p *Policy) initThrottle(t *throttleState, key string) {
 	if p.keyLimits != nil {
 		l = p.keyLimits(key)
 	}
-	if p.pacing && !l.NoPacing {
-		cfg := p.pacerConfig
-		if l.Pacing != (throttle.PacerConfig{}) {
-			cfg = l.Pacing
-		}
+	if !l.NoPacing {
+		cfg := l.Pacing
 		if cfg.Limit == 0 {
 			cfg.Limit = l.rate()
 		}

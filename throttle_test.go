@@ -19,7 +19,7 @@ import (
 // A static rate limit spaces requests before they leave.
 func TestRateLimitSpacesRequests(t *testing.T) {
 	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.OK("")})
-	c, clk := client(t, heed.WithLimits(heed.Limits{Rate: heed.PerMinute(120)})) // 2/s
+	c, clk := client(t, heed.WithLimits(heed.Limits{Rate: 2})) // 2/s
 	rec := &recorder{}
 	c2, _ := client(t, heed.WithLimits(heed.Limits{Rate: 2}), heed.WithHook(rec))
 	for range 5 {
@@ -180,7 +180,7 @@ func TestPacingLearnsFromPushBack(t *testing.T) {
 
 	srv2 := heedtest.NewServer(t, []heedtest.Step{heedtest.RetryAfter(429, 1), heedtest.OK("")})
 	rec2 := &recorder{}
-	c2, _ := client(t, heed.WithHook(rec2), heed.WithoutPacing())
+	c2, _ := client(t, heed.WithHook(rec2), heed.WithLimits(heed.Limits{NoPacing: true}))
 	for range 3 {
 		get(t, c2, srv2.URL)
 	}
@@ -226,12 +226,13 @@ func (c *countingLimiter) ReserveBefore(now, deadline time.Time) (time.Time, boo
 }
 func (c *countingLimiter) Allow(now time.Time) bool { c.n.Add(1); return true }
 
-// A Limiter in Limits replaces the in-memory rate limit: every attempt
-// reserves a slot from it.
+// A Limiter in a key's Limits replaces the in-memory rate limit: every
+// attempt reserves a slot from it. Given to every key at once, through
+// WithLimits, it is refused: it would be shared by all.
 func TestSharedLimiterInLimits(t *testing.T) {
 	lim := &countingLimiter{}
 	c, _ := client(t, heed.WithBase(heedtest.NewTransport([]heedtest.Step{heedtest.Status(503), heedtest.OK("ok")})),
-		heed.WithLimits(heed.Limits{Limiter: lim}))
+		heed.WithKeyLimits(func(string) heed.Limits { return heed.Limits{Limiter: lim} }))
 	resp, _, err := get(t, c, "http://api.test/")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v %v", resp, err)
@@ -239,7 +240,7 @@ func TestSharedLimiterInLimits(t *testing.T) {
 	if lim.n.Load() != 2 {
 		t.Errorf("limiter asked %d times, want once per attempt (2)", lim.n.Load())
 	}
-	if _, err := heed.New(heed.WithLimits(heed.Limits{Limiter: lim, Rate: 5})); err == nil {
-		t.Error("Limiter and Rate together accepted")
+	if _, err := heed.New(heed.WithLimits(heed.Limits{Limiter: lim})); err == nil || !strings.Contains(err.Error(), "WithKeyLimits") {
+		t.Errorf("a Limiter for every key: %v, want a refusal pointing at WithKeyLimits", err)
 	}
 }

@@ -78,7 +78,7 @@ func TestTierHeadersSent(t *testing.T) {
 
 	// And the protocol can be switched off.
 	srv3 := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503), heedtest.OK("")})
-	c3, _ := client(t, heed.WithTierHeaders(false))
+	c3, _ := client(t, heed.WithoutTierHeaders())
 	if _, _, err := get(t, c3, srv3.URL); err != nil {
 		t.Fatal(err)
 	}

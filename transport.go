@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,10 @@ import (
 // heed Transport, or the request's context comes from an attempt of another
 // heed Transport or from [Do]), it makes a single attempt and leaves the
 // retrying to the outer loop, so nested layers never multiply attempts.
+//
+// The zero Transport is usable: it sends through [http.DefaultTransport]
+// under the default policy, whose per-key state every zero Transport
+// shares, as every zero [http.Client] shares http.DefaultTransport.
 type Transport struct {
 	p     *Policy
 	base  http.RoundTripper
@@ -38,15 +43,15 @@ type Transport struct {
 
 var _ http.RoundTripper = (*Transport)(nil)
 
-// New returns a Transport with the default policy changed by opts. The
-// base RoundTripper is the one given by [WithBase], else
-// [http.DefaultTransport].
+// New returns a Transport under a Policy built from the defaults and
+// opts (see [NewPolicy]). It sends through the RoundTripper given by
+// [WithBase], else [http.DefaultTransport].
 func New(opts ...Option) (*Transport, error) {
 	p, err := NewPolicy(opts...)
 	if err != nil {
 		return nil, err
 	}
-	return p.Transport(nil), nil
+	return p.Transport(), nil
 }
 
 // NewClient returns an [http.Client] whose Transport is New(opts...).
@@ -58,12 +63,13 @@ func NewClient(opts ...Option) (*http.Client, error) {
 	return &http.Client{Transport: t}, nil
 }
 
-// Transport returns a Transport sending through base under p. A nil base
-// means the one given by [WithBase], else [http.DefaultTransport].
-func (p *Policy) Transport(base http.RoundTripper) *Transport {
-	if base == nil {
-		base = p.base
-	}
+// Transport returns a Transport under p, sending through the RoundTripper
+// given by [WithBase], else [http.DefaultTransport]. Every Transport of p
+// shares p's per-key state: build one Policy and hand its transports to
+// clients that differ only in their own settings (a cookie jar, a
+// redirect rule, a timeout).
+func (p *Policy) Transport() *Transport {
+	base := p.base
 	if base == nil {
 		base = http.DefaultTransport
 	}
@@ -73,17 +79,46 @@ func (p *Policy) Transport(base http.RoundTripper) *Transport {
 }
 
 // Policy returns the transport's policy, for use with [Do].
-func (t *Transport) Policy() *Policy { return t.p }
+func (t *Transport) Policy() *Policy {
+	if t.p == nil {
+		return defaultTransport().p
+	}
+	return t.p
+}
+
+// defaultTransport is what a zero Transport sends through.
+var defaultTransport = sync.OnceValue(func() *Transport {
+	p, err := NewPolicy()
+	if err != nil {
+		panic(err) // the defaults are checked by the tests
+	}
+	return p.Transport()
+})
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.p == nil {
+		return defaultTransport().RoundTrip(req)
+	}
+	if t.p.keys == nil {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, errZeroPolicy
+	}
 	if callFrom(req.Context()) != nil {
 		return t.send(req) // an outer heed loop does the retrying
 	}
-	p := t.p
+	p, err := t.p.forCall(req.Context())
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	l := loop{t: t, p: p, req: req, ks: p.keys.state(p.keyFor(req))}
 	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) ||
-		p.tierHeaders && hasDeadline(req.Context()) || !l.ks.throttle.quiet() {
+		!p.noTierHeaders && hasDeadline(req.Context()) || !l.ks.throttle.quiet() {
 		return l.run()
 	}
 	// The common case, a bodiless idempotent request under a policy with
@@ -131,6 +166,9 @@ func (t *Transport) send(req *http.Request) (*http.Response, error) {
 	if t.inner != nil {
 		return t.inner.send(req)
 	}
+	if t.base == nil {
+		return defaultTransport().send(req) // a zero Transport
+	}
 	return t.base.RoundTrip(req)
 }
 
@@ -162,6 +200,7 @@ type loop struct {
 	method      string
 	header      http.Header
 	newHeader   bool // header differs from the caller's (an added key or refreshed credentials)
+	holdsRetry  bool // the call holds one of the key's WithMaxConcurrentRetries places
 	idempotent  bool
 	body        replayBody
 	c           *call // allocated once the call needs a record or a marked context
@@ -261,7 +300,7 @@ func (l *loop) run() (*http.Response, error) {
 		l.method = http.MethodGet
 	}
 	l.header = req.Header
-	l.idempotent = idempotentMethod(l.method) || hasIdempotencyKey(l.header)
+	l.idempotent = idempotentMethod(l.method) || hasIdempotencyKey(l.header) || p.idempotent
 	if !l.idempotent && p.autoKey && (l.method == http.MethodPost || l.method == http.MethodPatch) {
 		l.header = l.header.Clone()
 		if l.header == nil {
@@ -292,6 +331,7 @@ func (l *loop) run() (*http.Response, error) {
 		if err == errRetry {
 			continue
 		}
+		l.holdsRetry = l.ks.endRetry(l.holdsRetry) // a retry that ended before its attempt
 		if resp == nil {
 			stop.stop()
 		}
@@ -391,12 +431,12 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		p.observe(&l.ks.throttle, aStart, now, resp, draw)
 	}
 	// A plain success needs neither a decision nor the time.
-	var d Decision
+	var d decision
 	if err != nil || resp.StatusCode >= 400 || p.classifier != nil || l.c != nil || len(p.hooks) > 0 {
 		if now.IsZero() {
 			now = p.clock.Now()
 		}
-		d = p.Decide(l.outcome(n, areq, resp, err, wrote), l.when(now, draw))
+		d = p.decide(l.outcome(n, areq, resp, err, wrote), l.timing(now, draw))
 	}
 	status := 0
 	if resp != nil {
@@ -412,12 +452,14 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			// The body was cut short: a transport failure after all.
 			resp, err = nil, rerr
 			now = p.clock.Now()
-			d = p.Decide(l.outcome(n, areq, nil, rerr, wrote), l.when(now, draw))
+			d = p.decide(l.outcome(n, areq, nil, rerr, wrote), l.timing(now, draw))
 		}
 	}
 	p.settle(l.ks, l.ticket, l.outcome(n, areq, resp, err, wrote), now)
+	l.holdsRetry = l.ks.endRetry(l.holdsRetry) // this attempt, a retry, is over
 	if d.Retry {
 		d = p.gate(l.ks, d, status, now) // after settle: this attempt may have opened the breaker
+		l.holdsRetry = d.holdsRetry
 	}
 	if l.c != nil || d.Retry || d.Reason != nil {
 		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind, Hedge: copy})
@@ -435,7 +477,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			return nil, stop, l.fail(areq, ErrNotRetryable, fmt.Errorf("refreshing credentials: %w", rerr), time.Time{})
 		}
 		l.header, l.newHeader, l.didRefresh = next.Header, true, true
-		d = Decision{Retry: true, Source: SourceRefresh}
+		d = decision{Retry: true, Source: SourceRefresh}
 	}
 
 	if !d.Retry {
@@ -463,11 +505,11 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 
 // when is the time side of the decision after an attempt at now, with the
 // attempt's random draw (a fresh one if it has none yet).
-func (l *loop) when(now time.Time, draw float64) When {
+func (l *loop) timing(now time.Time, draw float64) when {
 	if draw < 0 {
 		draw = l.p.rand()
 	}
-	return When{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: draw, Pace: l.ks.throttle.interval(), Waited: l.waited, RateLimited: l.rateLimited}
+	return when{Now: now, Deadline: l.deadline, Prev: l.prev, Draw: draw, Pace: l.ks.throttle.interval(), Waited: l.waited, RateLimited: l.rateLimited}
 }
 
 // outcome describes attempt n for the decision core.
@@ -487,7 +529,7 @@ func (l *loop) outcome(n int, areq *http.Request, resp *http.Response, err error
 func (l *loop) buildRequest(n int, stop *stopper) (*http.Request, *stopper, *atomic.Bool, error) {
 	p, req := l.p, l.req
 	needTrace := !l.idempotent
-	tiered := p.tierHeaders && (n > 1 || !l.deadline.IsZero())
+	tiered := !p.noTierHeaders && (n > 1 || !l.deadline.IsZero())
 	if n == 1 && !l.body.copied && !l.newHeader && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 && !tiered {
 		return req, stop, nil, nil
 	}
@@ -532,7 +574,7 @@ func endsWithError(reason error) bool {
 }
 
 // final ends the call with resp or err after decision d.
-func (l *loop) final(areq *http.Request, resp *http.Response, err error, d Decision, stop *stopper) (*http.Response, *stopper, error) {
+func (l *loop) final(areq *http.Request, resp *http.Response, err error, d decision, stop *stopper) (*http.Response, *stopper, error) {
 	p := l.p
 	if resp == nil || d.Reason != nil && (p.errorOnFinal || endsWithError(d.Reason)) {
 		cause := err

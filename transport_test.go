@@ -119,8 +119,8 @@ func TestRetryAfterTooLongReturnsAtOnce(t *testing.T) {
 	if want := t0.Add(10 * time.Hour); !he.RetryAt.Equal(want) {
 		t.Fatalf("RetryAt = %v, want %v", he.RetryAt, want)
 	}
-	if d, ok := he.RetryAfter(t0); !ok || d != 10*time.Hour {
-		t.Fatalf("RetryAfter = %v %v", d, ok)
+	if d := he.RetryAt.Sub(t0); he.RetryAt.IsZero() || d != 10*time.Hour {
+		t.Fatalf("RetryAt is %v after the start, want 10h", d)
 	}
 	if clk.Now() != t0 || srv.Count() != 1 {
 		t.Fatalf("waited %v, %d requests", clk.Now().Sub(t0), srv.Count())

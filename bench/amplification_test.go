@@ -29,10 +29,10 @@ func BenchmarkAmplification(b *testing.B) {
 			return &http.Client{Transport: chain.Plain{Next: &http.Transport{}, Attempts: 6}}
 		}},
 		{"heed-no-budget-no-breaker-no-protocol", 20, false, func() *http.Client {
-			return heedClient(b, fast, heed.WithoutRetryBudget(), heed.WithoutBreaker(), heed.WithTierHeaders(false))
+			return heedClient(b, fast, heed.WithoutRetryBudget(), heed.WithoutBreaker(), heed.WithoutTierHeaders())
 		}},
 		{"heed-budget-only", 2000, false, func() *http.Client {
-			return heedClient(b, fast, heed.WithoutBreaker(), heed.WithTierHeaders(false))
+			return heedClient(b, fast, heed.WithoutBreaker(), heed.WithoutTierHeaders())
 		}},
 		{"heed-budget-and-protocol", 2000, true, func() *http.Client {
 			return heedClient(b, fast, heed.WithoutBreaker())

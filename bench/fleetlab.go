@@ -71,7 +71,7 @@ var FleetFaults = []FleetFault{FleetSteady, FleetStray429, FleetPause, FleetKill
 type FleetScenario struct {
 	Fault FleetFault // default FleetSteady
 	// Pacing leaves heed's adaptive pacing on (heed's default); false runs
-	// the instances with heed.WithoutPacing().
+	// the instances with NoPacing in their heed.Limits.
 	Pacing    bool
 	Instances int           // default 8
 	Callers   int           // per instance, sending GETs back to back; default 16
@@ -316,10 +316,15 @@ func RunFleet(ctx context.Context, sc FleetScenario) (FleetRun, error) {
 			DisableCompression:  true,
 		}
 		defer base.CloseIdleConnections()
-		opts := []heed.Option{heed.WithLogger(nil), heed.WithBase(base), heed.WithKeyLimits(limits)}
+		keyLimits := limits
 		if !sc.Pacing {
-			opts = append(opts, heed.WithoutPacing())
+			keyLimits = func(key string) heed.Limits {
+				l := limits(key)
+				l.NoPacing = true
+				return l
+			}
 		}
+		opts := []heed.Option{heed.WithLogger(nil), heed.WithBase(base), heed.WithKeyLimits(keyLimits)}
 		if clients[i], err = heed.NewClient(opts...); err != nil {
 			return FleetRun{}, err
 		}

@@ -38,7 +38,8 @@ var ErrExhausted = errors.New("retry budget exhausted")
 
 // Ratio allows retries up to Percent of the requests seen in the last Window,
 // plus MinPerSecond retries per second of the window regardless. It is
-// Finagle's and Linkerd's retry budget.
+// Finagle's and Linkerd's retry budget. The zero Ratio is usable: it is
+// the budget of the zero [RatioConfig].
 //
 // Requests are counted with one atomic add and no clock read; they are
 // placed in the window's buckets when the budget is next asked for a retry.
@@ -62,34 +63,59 @@ type Ratio struct {
 	sumRets  float64
 }
 
-// RatioConfig configures a Ratio budget.
+// Maker makes the retry budget of each key a client keeps state for: heed
+// asks it once per key, on the key's first request. [RatioConfig] and
+// [TokenBucketConfig] are Makers that give every key a budget of its own;
+// heedredis gives one whose budgets a fleet of instances shares.
+type Maker interface {
+	NewBudget(key string) (Budget, error)
+}
+
+// MakerFunc adapts a function to [Maker], for budgets of your own.
+type MakerFunc func(key string) (Budget, error)
+
+// NewBudget calls f.
+func (f MakerFunc) NewBudget(key string) (Budget, error) { return f(key) }
+
+// RatioConfig configures a Ratio budget. The zero RatioConfig is heed's
+// default: 25% of requests, with a floor of 10 retries per second, over
+// 10 s. A dependency failing one request in five at random needs retries
+// of a quarter of the requests (p/(1-p)) to serve them all, so 25% lets
+// every request through such a failure, yet a sustained failure adds at
+// most a quarter to the load (Linkerd and Finagle use 20%, which gives up
+// on a few percent of the requests at a 20% failure rate). The floor keeps
+// a client making a few requests a second from being starved of retries.
 type RatioConfig struct {
 	// Percent is the share of requests that may be retried, in [0, 1].
 	Percent float64
 	// MinPerSecond is the floor: retries per second allowed whatever the
 	// traffic.
 	MinPerSecond float64
-	// Window is how far back requests and retries are counted.
+	// Window is how far back requests and retries are counted. Default
+	// 10 s.
 	Window time.Duration
 	// Buckets divides the window. Default 10.
 	Buckets int
 }
 
-// DefaultRatio is heed's default: 25% of requests, with a floor of 10
-// retries per second, over 10 s. A dependency failing one request in five
-// at random needs retries of a quarter of the requests (p/(1-p)) to serve
-// them all, so 25% lets every request through such a failure, yet a
-// sustained failure adds at most a quarter to the load (Linkerd and
-// Finagle use 20%, which gives up on a few percent of the requests at a
-// 20% failure rate). The floor keeps a client making a few requests a
-// second from being starved of retries.
-var DefaultRatio = RatioConfig{Percent: 0.25, MinPerSecond: 10, Window: 10 * time.Second, Buckets: 10}
-
-// NewRatio returns a Ratio budget, or an error naming a bad setting.
-func NewRatio(c RatioConfig) (*Ratio, error) {
+// WithDefaults returns c with the fields whose zero value means a default
+// filled in: the settings a Ratio built from c uses.
+func (c RatioConfig) WithDefaults() RatioConfig {
+	if c == (RatioConfig{}) {
+		c.Percent, c.MinPerSecond = 0.25, 10
+	}
+	if c.Window == 0 {
+		c.Window = 10 * time.Second
+	}
 	if c.Buckets == 0 {
 		c.Buckets = 10
 	}
+	return c
+}
+
+// Validate returns an error naming every setting that cannot work.
+func (c RatioConfig) Validate() error {
+	c = c.WithDefaults()
 	var errs []error
 	if !(c.Percent >= 0 && c.Percent <= 1) {
 		errs = append(errs, fmt.Errorf("budget: Percent %v is outside [0, 1]", c.Percent))
@@ -100,16 +126,30 @@ func NewRatio(c RatioConfig) (*Ratio, error) {
 	if c.Buckets < 1 || c.Buckets > 1000 || c.Window < time.Duration(c.Buckets) {
 		errs = append(errs, fmt.Errorf("budget: Window %v with %d buckets: need a positive window and 1 to 1000 buckets", c.Window, c.Buckets))
 	}
-	if err := errors.Join(errs...); err != nil {
+	return errors.Join(errs...)
+}
+
+// NewBudget implements [Maker]: every key gets a Ratio budget of its own.
+func (c RatioConfig) NewBudget(string) (Budget, error) { return NewRatio(c) }
+
+// NewRatio returns a Ratio budget, or an error naming a bad setting.
+func NewRatio(c RatioConfig) (*Ratio, error) {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return &Ratio{
-		percent: c.Percent,
-		floor:   c.MinPerSecond * c.Window.Seconds(),
-		width:   c.Window / time.Duration(c.Buckets),
-		reqs:    make([]float64, c.Buckets),
-		rets:    make([]float64, c.Buckets),
-	}, nil
+	r := &Ratio{}
+	r.init(c)
+	return r, nil
+}
+
+// init sizes r for c, which has been checked.
+func (r *Ratio) init(c RatioConfig) {
+	c = c.WithDefaults()
+	r.percent = c.Percent
+	r.floor = c.MinPerSecond * c.Window.Seconds()
+	r.width = c.Window / time.Duration(c.Buckets)
+	r.reqs = make([]float64, c.Buckets)
+	r.rets = make([]float64, c.Buckets)
 }
 
 // Request implements Budget.
@@ -142,6 +182,9 @@ func (r *Ratio) Counts(now time.Time) (requests, retries float64) {
 // advanceLocked moves the window to now and places the pending requests.
 // It requires r.mu to be held.
 func (r *Ratio) advanceLocked(now time.Time) {
+	if r.reqs == nil {
+		r.init(RatioConfig{}) // the zero Ratio is the default budget
+	}
 	pending := float64(r.pending.Swap(0))
 	if r.headTime.IsZero() {
 		r.headTime, r.last = now, now
@@ -176,31 +219,69 @@ func (r *Ratio) advanceLocked(now time.Time) {
 // TokenBucket is gRPC's retry throttling: it holds up to Max tokens and
 // starts full; every failed attempt takes one, every success returns Ratio;
 // retries are allowed only while more than half the tokens remain. It needs
-// no clock.
+// no clock. The zero TokenBucket is usable: it is the bucket of the zero
+// [TokenBucketConfig].
 type TokenBucket struct {
+	once       sync.Once
 	max, ratio int64 // in thousandths of a token
 	tokens     atomic.Int64
 }
 
-// NewTokenBucket returns a full bucket of max tokens, refilled by ratio per
-// success. Like gRPC, it accepts max in (0, 1000] and ratio in (0, max].
-func NewTokenBucket(max, ratio float64) (*TokenBucket, error) {
-	if !(max > 0 && max <= 1000) {
-		return nil, fmt.Errorf("budget: token bucket size %v is outside (0, 1000]", max)
+// TokenBucketConfig configures a TokenBucket. Like gRPC, it accepts Max in
+// (0, 1000] and Ratio in (0, Max]. The zero TokenBucketConfig is 10 tokens,
+// 0.1 returned per success (gRPC's documented example): after a run of
+// failures, ten successes pay for each retry.
+type TokenBucketConfig struct {
+	Max, Ratio float64
+}
+
+func (c TokenBucketConfig) withDefaults() TokenBucketConfig {
+	if c == (TokenBucketConfig{}) {
+		c.Max, c.Ratio = 10, 0.1
 	}
-	if !(ratio > 0 && ratio <= max) {
-		return nil, fmt.Errorf("budget: token ratio %v is outside (0, %v]", ratio, max)
+	return c
+}
+
+// Validate returns an error naming a setting that cannot work.
+func (c TokenBucketConfig) Validate() error {
+	c = c.withDefaults()
+	if !(c.Max > 0 && c.Max <= 1000) {
+		return fmt.Errorf("budget: token bucket Max %v is outside (0, 1000]", c.Max)
 	}
-	t := &TokenBucket{max: int64(max * 1000), ratio: int64(math.Max(1, ratio*1000))}
-	t.tokens.Store(t.max)
+	if !(c.Ratio > 0 && c.Ratio <= c.Max) {
+		return fmt.Errorf("budget: token bucket Ratio %v is outside (0, %v]", c.Ratio, c.Max)
+	}
+	return nil
+}
+
+// NewBudget implements [Maker]: every key gets a TokenBucket of its own.
+func (c TokenBucketConfig) NewBudget(string) (Budget, error) { return NewTokenBucket(c) }
+
+// NewTokenBucket returns a full bucket, or an error naming a bad setting.
+func NewTokenBucket(c TokenBucketConfig) (*TokenBucket, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	t := &TokenBucket{}
+	t.once.Do(func() { t.fill(c) })
 	return t, nil
 }
+
+func (t *TokenBucket) fill(c TokenBucketConfig) {
+	c = c.withDefaults()
+	t.max, t.ratio = int64(c.Max*1000), int64(math.Max(1, c.Ratio*1000))
+	t.tokens.Store(t.max)
+}
+
+// ready fills a zero TokenBucket on first use.
+func (t *TokenBucket) ready() { t.once.Do(func() { t.fill(TokenBucketConfig{}) }) }
 
 // Request implements Budget; a TokenBucket counts outcomes, not requests.
 func (t *TokenBucket) Request() {}
 
 // Outcome implements Budget.
 func (t *TokenBucket) Outcome(failed bool) {
+	t.ready()
 	for {
 		cur := t.tokens.Load()
 		next := cur + t.ratio
@@ -217,12 +298,21 @@ func (t *TokenBucket) Outcome(failed bool) {
 // Withdraw implements Budget: a retry is allowed while the bucket is more
 // than half full. It spends nothing itself: the retried attempt's failure
 // will.
-func (t *TokenBucket) Withdraw(time.Time) bool { return t.tokens.Load() > t.max/2 }
+func (t *TokenBucket) Withdraw(time.Time) bool {
+	t.ready()
+	return t.tokens.Load() > t.max/2
+}
 
 // Tokens returns the tokens left.
-func (t *TokenBucket) Tokens() float64 { return float64(t.tokens.Load()) / 1000 }
+func (t *TokenBucket) Tokens() float64 {
+	t.ready()
+	return float64(t.tokens.Load()) / 1000
+}
 
 var (
 	_ Budget = (*Ratio)(nil)
 	_ Budget = (*TokenBucket)(nil)
+	_ Maker  = RatioConfig{}
+	_ Maker  = TokenBucketConfig{}
+	_ Maker  = MakerFunc(nil)
 )

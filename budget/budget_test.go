@@ -91,7 +91,7 @@ func TestRatioLazyPlacement(t *testing.T) {
 }
 
 func TestTokenBucket(t *testing.T) {
-	b, err := budget.NewTokenBucket(10, 0.1)
+	b, err := budget.NewTokenBucket(budget.TokenBucketConfig{Max: 10, Ratio: 0.1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +127,8 @@ func TestTokenBucket(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	r := ratio(t, budget.DefaultRatio)
-	tb, _ := budget.NewTokenBucket(100, 1)
+	r := ratio(t, budget.RatioConfig{})
+	tb, _ := budget.NewTokenBucket(budget.TokenBucketConfig{Max: 100, Ratio: 1})
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -153,7 +153,7 @@ func TestValidation(t *testing.T) {
 		{Percent: -0.1, Window: time.Second},
 		{Percent: 1.1, Window: time.Second},
 		{Percent: 0.2, MinPerSecond: -1, Window: time.Second},
-		{Percent: 0.2, Window: 0},
+		{Percent: 0.2, Window: -time.Second},
 		{Percent: 0.2, Window: time.Second, Buckets: 5000},
 	} {
 		if _, err := budget.NewRatio(c); err == nil {
@@ -161,14 +161,14 @@ func TestValidation(t *testing.T) {
 		}
 	}
 	for _, c := range [][2]float64{{0, 0.1}, {1001, 1}, {10, 0}, {10, 11}} {
-		if _, err := budget.NewTokenBucket(c[0], c[1]); err == nil {
+		if _, err := budget.NewTokenBucket(budget.TokenBucketConfig{Max: c[0], Ratio: c[1]}); err == nil {
 			t.Errorf("NewTokenBucket(%v, %v) accepted", c[0], c[1])
 		}
 	}
 }
 
 func BenchmarkRatioRequest(b *testing.B) {
-	r := ratio(b, budget.DefaultRatio)
+	r := ratio(b, budget.RatioConfig{})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -176,4 +176,47 @@ func BenchmarkRatioRequest(b *testing.B) {
 			r.Outcome(false)
 		}
 	})
+}
+
+// The zero values are usable and are the documented defaults.
+func TestZeroValuesAreTheDefaults(t *testing.T) {
+	now := time.Unix(0, 0)
+	var zr budget.Ratio
+	dr, err := budget.NewRatio(budget.RatioConfig{Percent: 0.25, MinPerSecond: 10, Window: 10 * time.Second, Buckets: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		zr.Request()
+		dr.Request()
+	}
+	var zn, dn int
+	for i := 0; i < 1000; i++ {
+		if zr.Withdraw(now) {
+			zn++
+		}
+		if dr.Withdraw(now) {
+			dn++
+		}
+	}
+	if zn != dn || zn != 200 { // 25% of 400, plus 10/s over 10 s
+		t.Errorf("zero Ratio allowed %d retries, the default config %d; want 200 each", zn, dn)
+	}
+
+	var zb budget.TokenBucket
+	if got := zb.Tokens(); got != 10 {
+		t.Errorf("zero TokenBucket holds %v tokens, want 10", got)
+	}
+	for i := 0; i < 5; i++ {
+		zb.Outcome(true)
+	}
+	if zb.Withdraw(now) {
+		t.Error("zero TokenBucket at half full allowed a retry")
+	}
+	if err := (budget.TokenBucketConfig{Ratio: 1}).Validate(); err == nil {
+		t.Error("TokenBucketConfig{Ratio: 1} (Max 0) accepted")
+	}
+	if err := (budget.RatioConfig{Percent: 0.1}).Validate(); err != nil {
+		t.Errorf("RatioConfig{Percent: 0.1} refused: %v (Window and Buckets default)", err)
+	}
 }

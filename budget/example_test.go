@@ -25,7 +25,7 @@ func ExampleRatio() {
 
 // gRPC-style throttling: failures drain the bucket, successes refill it.
 func ExampleTokenBucket() {
-	b, _ := budget.NewTokenBucket(10, 0.5)
+	b, _ := budget.NewTokenBucket(budget.TokenBucketConfig{Max: 10, Ratio: 0.5})
 	for range 5 {
 		b.Outcome(true)
 	}

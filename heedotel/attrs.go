@@ -10,6 +10,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/internal/vocab"
 )
 
 // heed's own attributes, for what the HTTP conventions do not cover.
@@ -38,7 +39,7 @@ func reason(err error) attribute.KeyValue {
 	if err == nil {
 		return attrReason.String("")
 	}
-	return attrReason.String(heed.ReasonName(err)) // the names of heed's logs and metrics
+	return attrReason.String(vocab.Reason(err)) // the names of heed's logs and metrics
 }
 
 // knownMethods are the methods semconv names; others are "_OTHER", so a
@@ -143,7 +144,7 @@ func callErrorType(err error) string {
 		if n := len(he.Attempts); n > 0 && he.Attempts[n-1].Kind != heed.KindNone {
 			return string(he.Attempts[n-1].Kind)
 		}
-		return heed.ReasonName(he.Reason)
+		return vocab.Reason(he.Reason)
 	}
 	return semconv.ErrorType(err).Value.AsString()
 }

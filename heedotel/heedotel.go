@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/internal/redact"
 )
 
 // ScopeName is the instrumentation scope of the spans heedotel records.
@@ -105,7 +106,7 @@ func (rt *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		span.SetAttributes(semconv.ErrorTypeKey.String(callErrorType(err)))
-		span.SetStatus(codes.Error, heed.RedactText(err.Error(), req.URL))
+		span.SetStatus(codes.Error, redact.Text(err.Error(), req.URL, req.URL, nil))
 		return resp, err
 	}
 	span.SetAttributes(semconv.HTTPResponseStatusCode(resp.StatusCode))
@@ -135,7 +136,7 @@ func (t *Tracing) OnEvent(ctx context.Context, e heed.Event) {
 		addEvent(ctx, "heed.throttle", e, func() []attribute.KeyValue {
 			a := []attribute.KeyValue{attrAttempt.Int(e.Attempt), seconds(attrWait, e.Wait)}
 			if e.Err != nil {
-				a = append(a, attrError.String(heed.RedactText(e.Err.Error(), e.URL)))
+				a = append(a, attrError.String(redact.Text(e.Err.Error(), e.URL, e.URL, nil)))
 			}
 			return a
 		})
@@ -217,7 +218,7 @@ func (t *Tracing) attempt(ctx context.Context, e heed.Event) {
 	if e.Status >= 400 {
 		span.SetStatus(codes.Error, "")
 	} else if e.Err != nil {
-		span.SetStatus(codes.Error, heed.RedactText(e.Err.Error(), e.URL))
+		span.SetStatus(codes.Error, redact.Text(e.Err.Error(), e.URL, e.URL, nil))
 	}
 	span.End(trace.WithTimestamp(e.Time))
 }

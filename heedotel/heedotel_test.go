@@ -65,7 +65,7 @@ func statusServer(t *testing.T, retryAfter bool, codes ...int) *httptest.Server 
 func client(t *testing.T, tr *heedotel.Tracing, opts ...heed.Option) *http.Client {
 	t.Helper()
 	opts = append([]heed.Option{
-		heed.WithHook(tr), heed.WithLogger(nil), heed.WithBackoff(backoff.Constant(time.Millisecond)), heed.WithoutPacing(),
+		heed.WithHook(tr), heed.WithLogger(nil), heed.WithBackoff(backoff.Constant(time.Millisecond)), heed.WithLimits(heed.Limits{NoPacing: true}),
 	}, opts...)
 	ht, err := heed.New(opts...)
 	if err != nil {

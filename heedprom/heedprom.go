@@ -12,6 +12,7 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/breaker"
+	"github.com/heed-go/heed/internal/vocab"
 )
 
 // DefaultMaxKeys caps the distinct values of the key label; events of
@@ -197,23 +198,23 @@ func (c *Collector) Watch(p *heed.Policy) {
 func (c *Collector) OnEvent(_ context.Context, e heed.Event) {
 	switch e.Kind {
 	case heed.EventDone:
-		o := heed.OutcomeName(e.Status, e.Err)
+		o := vocab.Outcome(e.Status, e.Err)
 		key, method := c.key(e.Key), methodLabel(e.Method)
 		c.requests.with(labels{key, method, o}).Inc()
 		c.requestSeconds.with(labels{key, method, o}).Observe(e.Duration.Seconds())
 	case heed.EventAttempt:
 		key := c.key(e.Key)
-		c.attempts.with(labels{key, methodLabel(e.Method), heed.ResultName(e.Status, e.ErrorKind)}).Inc()
+		c.attempts.with(labels{key, methodLabel(e.Method), vocab.Result(e.Status, string(e.ErrorKind))}).Inc()
 		if e.Hedge > 0 {
 			c.hedgesWon.with(labels{key}).Inc()
 		}
 	case heed.EventRetry:
 		key := c.key(e.Key)
-		c.retries.with(labels{key, methodLabel(e.Method), heed.ResultName(e.Status, e.ErrorKind)}).Inc()
+		c.retries.with(labels{key, methodLabel(e.Method), vocab.Result(e.Status, string(e.ErrorKind))}).Inc()
 		c.retryWait.with(labels{key, e.Source.String()}).Observe(e.Wait.Seconds())
 	case heed.EventGiveUp:
 		key := c.key(e.Key)
-		r := heed.ReasonName(e.Reason)
+		r := vocab.Reason(e.Reason)
 		c.giveUps.with(labels{key, methodLabel(e.Method), r}).Inc()
 		if r == "budget_exhausted" {
 			c.budgetRefusals.with(labels{key}).Inc()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/breaker"
+	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/heedprom"
 	"github.com/heed-go/heed/heedtest"
 )
@@ -171,7 +172,7 @@ func TestGiveUps(t *testing.T) {
 		{
 			name:    "budget",
 			answers: []func(*http.Request) (*http.Response, error){status(503)},
-			opts:    []heed.Option{heed.WithTokenBucketBudget(1, 0.1), heed.WithoutBreaker()},
+			opts:    []heed.Option{heed.WithRetryBudget(budget.TokenBucketConfig{Max: 1, Ratio: 0.1}), heed.WithoutBreaker()},
 			calls:   1,
 			exp: `
 				heed_budget_refusals_total{key="api.test"} 1
@@ -412,7 +413,7 @@ func TestDoCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		heed.DoKey(context.Background(), p, "db", func(ctx context.Context) (int, error) { return 1, nil })
+		heed.Do(heed.Override(context.Background(), heed.Overrides{Key: "db"}), p, func(ctx context.Context) (int, error) { return 1, nil })
 	}
 	want(t, m, `
 		heed_requests_total{key="db",method="none",outcome="success"} 2

@@ -44,7 +44,7 @@ func TestBreakerFleet(t *testing.T) {
 	var clients []*http.Client
 	for range 3 {
 		clients = append(clients, instance(t, heed.WithMaxAttempts(1), heed.WithBreaker(settings),
-			heed.WithBreakerFleet(patient(t, srv, heedredis.Config{}).BreakerFleets()), heed.WithClock(clk), heed.WithoutPacing()))
+			heed.WithBreakerFleet(patient(t, srv, heedredis.Config{}).BreakerFleets()), heed.WithClock(clk), heed.WithLimits(heed.Limits{NoPacing: true})))
 	}
 	call := func(c *http.Client) error {
 		resp, err := c.Get(api.URL)

@@ -50,8 +50,8 @@ return granted
 
 // Budget is a retry budget shared by every instance whose Store uses the
 // same Redis and key: retries may be Percent of the fleet's requests plus
-// MinPerSecond, over the Window. It implements budget.Budget: give it to
-// heed.WithBudgetFunc. Requests are counted locally and sent to Redis in
+// MinPerSecond, over the Window. It implements budget.Budget; Store.Budgets
+// gives one per key to heed.WithRetryBudget. Requests are counted locally and sent to Redis in
 // batches (with the next retry, and every second); each retry asks Redis,
 // since retries are rare and already wait for their backoff.
 type Budget struct {
@@ -70,12 +70,9 @@ type Budget struct {
 var _ budget.Budget = (*Budget)(nil)
 
 // Budget returns the shared retry budget of key; the zero RatioConfig
-// means heed's default (20% of requests plus 10 a second, over 10 s).
+// means heed's default (25% of requests plus 10 a second, over 10 s).
 func (s *Store) Budget(key string, c budget.RatioConfig) (*Budget, error) {
-	c = orDefault(c)
-	if c.Buckets == 0 {
-		c.Buckets = 10
-	}
+	c = c.WithDefaults()
 	local, err := budget.NewRatio(budget.RatioConfig{Percent: c.Percent, MinPerSecond: c.MinPerSecond * s.cfg.FallbackShare, Window: c.Window, Buckets: c.Buckets})
 	if err != nil {
 		return nil, fmt.Errorf("heedredis: %w", err)

@@ -15,7 +15,7 @@
 //	store, err := heedredis.New(rdb, heedredis.Config{FallbackShare: 1.0 / 20})
 //	limits, err := store.KeyLimits(100, 10)             // the API's documented limit, for the fleet
 //	budgets, err := store.Budgets(budget.RatioConfig{}) // heed's default budget, for the fleet
-//	t, err := heed.New(heed.WithKeyLimits(limits), heed.WithBudgetFunc(budgets),
+//	t, err := heed.New(heed.WithKeyLimits(limits), heed.WithRetryBudget(budgets),
 //		heed.WithBreakerFleet(store.BreakerFleets()))   // one breaker per key for the fleet
 //
 // For an API whose limit is not documented, store.KeyPacing() shares the

@@ -52,7 +52,7 @@ func Example() {
 		if err != nil {
 			panic(err)
 		}
-		t, err := heed.New(heed.WithLogger(nil), heed.WithKeyLimits(limits), heed.WithBudgetFunc(budgets),
+		t, err := heed.New(heed.WithLogger(nil), heed.WithKeyLimits(limits), heed.WithRetryBudget(budgets),
 			heed.WithMaxWait(time.Millisecond)) // refuse rather than wait, to show the shared limit at once
 		if err != nil {
 			panic(err)

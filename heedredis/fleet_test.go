@@ -66,7 +66,7 @@ func TestFleetAdmission(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := instance(t, heed.WithKeyLimits(limits), heed.WithoutPacing())
+		c := instance(t, heed.WithKeyLimits(func(key string) heed.Limits { l := limits(key); l.NoPacing = true; return l }))
 		for range workers {
 			wg.Go(func() {
 				for time.Now().Before(end) {
@@ -285,7 +285,7 @@ func TestFleetSurvivesRedisKilled(t *testing.T) {
 		}
 		tl := &timed{RateLimiter: l}
 		lims = append(lims, tl)
-		c := instance(t, heed.WithLimits(heed.Limits{Limiter: tl}), heed.WithoutPacing())
+		c := instance(t, heed.WithKeyLimits(func(string) heed.Limits { return heed.Limits{Limiter: tl, NoPacing: true} }))
 		for range workers {
 			wg.Go(func() {
 				for time.Now().Before(end) {

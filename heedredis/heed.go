@@ -22,21 +22,17 @@ func (s *Store) KeyLimits(rate float64, burst int) (func(key string) heed.Limits
 	}, nil
 }
 
-// Budgets returns, for heed.WithBudgetFunc, a retry budget per key shared
+// Budgets returns, for heed.WithRetryBudget, a retry budget per key shared
 // by the fleet; the zero RatioConfig means heed's default.
-func (s *Store) Budgets(c budget.RatioConfig) (func(key string) budget.Budget, error) {
-	if _, err := budget.NewRatio(orDefault(c)); err != nil {
+func (s *Store) Budgets(c budget.RatioConfig) (budget.Maker, error) {
+	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("heedredis: %w", err)
 	}
-	return func(key string) budget.Budget {
-		b, _ := s.Budget(key, c)
-		return b
-	}, nil
-}
-
-func orDefault(c budget.RatioConfig) budget.RatioConfig {
-	if c == (budget.RatioConfig{}) {
-		return budget.DefaultRatio
-	}
-	return c
+	return budget.MakerFunc(func(key string) (budget.Budget, error) {
+		b, err := s.Budget(key, c)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}), nil
 }

@@ -1,6 +1,8 @@
 package throttle
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -83,6 +85,38 @@ type SharedPace interface {
 	// Reserve reserves a slot at the fleet's pace for a request ready at
 	// now, as Limiter.ReserveBefore does.
 	Reserve(now, deadline time.Time) (time.Time, bool)
+}
+
+// Validate returns an error naming every setting that cannot work. Zero
+// fields are valid: they take their defaults.
+func (c PacerConfig) Validate() error {
+	var errs []error
+	bad := func(name string, v any, want string) {
+		errs = append(errs, fmt.Errorf("throttle: PacerConfig.%s %v: %s", name, v, want))
+	}
+	finite := func(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+	if c.Safety != 0 && !(c.Safety > 0 && c.Safety <= 1) {
+		bad("Safety", c.Safety, "must be in (0, 1]")
+	}
+	if !(c.MinRate >= 0) || !finite(c.MinRate) {
+		bad("MinRate", c.MinRate, "must be a non-negative number")
+	}
+	if c.Decrease != 0 && !(c.Decrease > 0 && c.Decrease < 1) {
+		bad("Decrease", c.Decrease, "must be in (0, 1): a throttle slows the pace")
+	}
+	if c.Increase != 0 && !(c.Increase > 1 && finite(c.Increase)) {
+		bad("Increase", c.Increase, "must be above 1: room speeds the pace up")
+	}
+	if c.Probe < 0 {
+		bad("Probe", c.Probe, "must not be negative")
+	}
+	if c.Calm < 0 {
+		bad("Calm", c.Calm, "must not be negative")
+	}
+	if !(c.Limit >= 0) || !finite(c.Limit) {
+		bad("Limit", c.Limit, "must be a non-negative number")
+	}
+	return errors.Join(errs...)
 }
 
 func (c *PacerConfig) defaults() {

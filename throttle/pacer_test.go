@@ -3,6 +3,7 @@ package throttle_test
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -935,4 +936,16 @@ func TestPacerSuccessRateSinceActivation(t *testing.T) {
 func takeTurn(p *throttle.Pacer, now, deadline time.Time) (time.Time, bool) {
 	_, at, ok := p.Take(now, deadline)
 	return at, ok
+}
+
+func TestPacerConfigValidate(t *testing.T) {
+	if err := (throttle.PacerConfig{}).Validate(); err != nil {
+		t.Errorf("the zero PacerConfig refused: %v", err)
+	}
+	err := throttle.PacerConfig{Safety: -1, Decrease: 5, Increase: .5, Probe: -time.Second}.Validate()
+	for _, field := range []string{"Safety", "Decrease", "Increase", "Probe"} {
+		if err == nil || !strings.Contains(err.Error(), "PacerConfig."+field) {
+			t.Errorf("bad %s not named: %v", field, err)
+		}
+	}
 }

@@ -30,7 +30,7 @@
 //     up. Each client's own retry budget never binds for one call, so it is
 //     not modelled.
 //   - heed-budget: full jitter 5 ms / 2 s as FullJitter, but all N clients
-//     share ONE [budget.Ratio] retry budget with [budget.DefaultRatio], as
+//     share ONE [budget.Ratio] retry budget with the zero [budget.RatioConfig] (heed's default), as
 //     the callers of one shared heed client would. Every client's first
 //     attempt is a Request; every retry must first Withdraw at the
 //     simulation's virtual time, and a refused retry means the client gives

@@ -135,7 +135,7 @@ func (s *sim) run(p *policy, n int, seed1, seed2 uint64, series *[]float64) (res
 	var b *budget.Ratio
 	if p.budget {
 		var err error
-		if b, err = budget.NewRatio(budget.DefaultRatio); err != nil {
+		if b, err = budget.NewRatio(budget.RatioConfig{}); err != nil {
 			return result{}, err
 		}
 	}

@@ -28,7 +28,7 @@ const (
 	EqualJitter                      // expo(n)/2 + U(0, expo(n)/2)
 	Decorr                           // min(cap, U(base, 3*prev)), per client
 	HeedDefaults                     // heed.DefaultBackoff, at most heed.DefaultMaxAttempts writes
-	HeedBudget                       // FullJitter gated by one shared budget.DefaultRatio budget
+	HeedBudget                       // FullJitter gated by one shared budget of heed's default RatioConfig
 )
 
 var names = [...]string{
@@ -132,7 +132,10 @@ func (s Strategy) policy() policy {
 	case HeedDefaults:
 		// heed numbers its first retry 0 (policy.go: Delay(o.Attempt-1, …)),
 		// so a heed client's first retry draws under the base, not twice it.
-		return policy{b: heed.DefaultBackoff, draw: true, shift: -1, maxWrites: heed.DefaultMaxAttempts}
+		// The backoff is heed's documented default (see heed.WithBackoff);
+		// the attempts are read from a default policy.
+		p, _ := heed.NewPolicy()
+		return policy{b: backoff.Full(500*time.Millisecond, 30*time.Second), draw: true, shift: -1, maxWrites: p.MaxAttempts()}
 	case HeedBudget:
 		return policy{b: backoff.Full(Base, Cap), draw: true, budget: true}
 	}

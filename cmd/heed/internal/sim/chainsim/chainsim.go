@@ -158,7 +158,7 @@ func Strategies() []Strategy {
 	return []Strategy{
 		plainStrategy("one-retry", 2),
 		plainStrategy("naive", 6),
-		heedStrategy("heed-no-budget", false, heed.WithoutRetryBudget(), heed.WithTierHeaders(false)),
+		heedStrategy("heed-no-budget", false, heed.WithoutRetryBudget(), heed.WithoutTierHeaders()),
 		heedStrategy("heed-no-breaker", true, heed.WithoutBreaker()),
 		heedStrategy("heed", true),
 	}
