@@ -271,7 +271,6 @@ func TestMaxConcurrentRetries(t *testing.T) {
 	}
 }
 
-
 // Do bounds each attempt by WithAttemptTimeout: fn's context ends, and
 // the attempt counts as a timeout, retried.
 func TestDoAttemptTimeout(t *testing.T) {
