@@ -10,6 +10,7 @@ import (
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/backoff"
 	"github.com/heed-go/heed/internal/chain"
+	"github.com/heed-go/heed/tier"
 )
 
 func always503() http.Handler {
@@ -43,7 +44,7 @@ func TestAmplification(t *testing.T) {
 		}
 	})
 	t.Run("heed defaults", func(t *testing.T) {
-		ch := chain.Start(chain.Config{Tiers: 4, Bottom: always503(), Wrap: heed.Middleware,
+		ch := chain.Start(chain.Config{Tiers: 4, Bottom: always503(), Wrap: tier.Middleware,
 			Client: func(int) *http.Client { return heedClient(t) }})
 		defer ch.Close()
 		chain.Load(context.Background(), ch.URL, 300, 10, 2*time.Second)
@@ -53,7 +54,7 @@ func TestAmplification(t *testing.T) {
 		t.Logf("hits top to bottom %v: amplification %.3f", ch.Hits(), ch.Amplification())
 	})
 	t.Run("heed without breaker: the budget and the protocol", func(t *testing.T) {
-		ch := chain.Start(chain.Config{Tiers: 4, Bottom: always503(), Wrap: heed.Middleware,
+		ch := chain.Start(chain.Config{Tiers: 4, Bottom: always503(), Wrap: tier.Middleware,
 			Client: func(int) *http.Client {
 				return heedClient(t, heed.WithoutBreaker(), heed.WithBackoff(backoff.Full(time.Millisecond, 10*time.Millisecond)))
 			}})
@@ -79,7 +80,7 @@ func TestChainSurvivesTransientFailure(t *testing.T) {
 		}
 		w.Write([]byte("ok"))
 	})
-	ch := chain.Start(chain.Config{Tiers: 4, Bottom: bottom, Wrap: heed.Middleware,
+	ch := chain.Start(chain.Config{Tiers: 4, Bottom: bottom, Wrap: tier.Middleware,
 		Client: func(int) *http.Client {
 			return heedClient(t, heed.WithBackoff(backoff.Full(time.Millisecond, 10*time.Millisecond)))
 		}})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/heed-go/heed/internal/tierctx"
 )
 
 // WaitSource says where a wait came from.
@@ -61,8 +63,13 @@ type Attempt struct {
 	Hedge int
 }
 
-// callKey finds the call state in a context.
-type callKey struct{}
+// callKey finds the call state in a context; a tier serving a retry
+// stores tierctx.Above under it instead.
+type callKey = tierctx.CallKey
+
+// retriedAbove stands for the loop of a caller above a tier that is
+// retrying: the heed calls under it make a single attempt.
+var retriedAbove = &call{Context: context.Background()}
 
 // call is the state of one logical request across its attempts. It is also
 // the context handed to every attempt after the first (and to the function
@@ -93,8 +100,13 @@ func (c *call) Value(key any) any {
 
 // callFrom returns the heed call a context belongs to, if any.
 func callFrom(ctx context.Context) *call {
-	c, _ := ctx.Value(callKey{}).(*call)
-	return c
+	switch v := ctx.Value(callKey{}).(type) {
+	case *call:
+		return v
+	case tierctx.Above:
+		return retriedAbove
+	}
+	return nil
 }
 
 // Attempts returns the attempts heed made for resp, in order. A response

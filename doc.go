@@ -85,11 +85,13 @@
 // called; open, it fails calls fast (a call retrying when it opens
 // included) for 30 s, then lets one probe through ([WithBreaker],
 // [ErrBreakerOpen]). The budget lets retries be at most 25% of the
-// requests, plus 10 a second ([WithRetryBudget], [ErrBudgetExhausted]). A heed client tells the server
-// the attempt number and the time left ([HeaderAttempt], [HeaderTimeout]);
-// a server wrapped in [Middleware] passes the deadline on, makes single
+// requests, plus 10 a second ([WithRetryBudget], [ErrBudgetExhausted]),
+// and [WithMaxConcurrentRetries] can cap the retries in flight at once. A
+// heed client tells the server the attempt number and the time left
+// (Heed-Attempt, Heed-Timeout); a server wrapped in the Middleware of
+// package github.com/heed-go/heed/tier passes the deadline on, makes single
 // attempts when its caller is retrying, and marks a failure it already
-// retried ([HeaderRetried]), which heed clients do not retry again. See
+// retried (Heed-Retried), which heed clients do not retry again. See
 // docs/resilience.md and docs/protocol.md.
 //
 // # Throttling

@@ -200,7 +200,7 @@ func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 		if kind, _, _ := classifyError(o.Err); kind == KindCanceled {
 			def = breaker.Ignore
 		}
-	case status >= 400 && len(header[HeaderRetried]) > 0:
+	case status >= 400 && len(header[headerRetried]) > 0:
 		def = breaker.Ignore
 	case status >= 500, status == http.StatusRequestTimeout:
 		def = breaker.Failure

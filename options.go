@@ -539,7 +539,7 @@ func WithMaxConcurrentRetries(n int) Option {
 
 // WithoutTierHeaders stops heed from sending the cross-tier protocol's
 // request headers, which it sends by default: Heed-Attempt on retries and
-// Heed-Timeout when the call has a deadline (see [Middleware]).
+// Heed-Timeout when the call has a deadline (see package github.com/heed-go/heed/tier).
 func WithoutTierHeaders() Option {
 	return optionFunc(func(c *config) { c.noTierHeaders = true })
 }

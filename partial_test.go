@@ -13,10 +13,11 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/internal/chain"
+	"github.com/heed-go/heed/tier"
 )
 
 // partialRun is one partial-failure run: K tiers in memory, in virtual time,
-// each calling the next through heed (plus opts) and heed.Middleware, the
+// each calling the next through heed (plus opts) and tier.Middleware, the
 // bottom failing a random share of its requests with 503.
 type partialRun struct {
 	ok, sent     int
@@ -53,7 +54,7 @@ func runPartial(t *testing.T, seed uint64, tiers int, fail float64, requests, wo
 				opens.Add(1)
 			}
 		})
-		top, hits := chain.StartMemory(chain.MemoryConfig{Tiers: tiers, Bottom: bottom, Latency: time.Millisecond, Wrap: heed.Middleware,
+		top, hits := chain.StartMemory(chain.MemoryConfig{Tiers: tiers, Bottom: bottom, Latency: time.Millisecond, Wrap: tier.Middleware,
 			Client: func(tier int, base http.RoundTripper) *http.Client {
 				o := append([]heed.Option{heed.WithBase(base), heed.WithLogger(nil), heed.WithHook(hook),
 					heed.WithRand(rand.NewPCG(seed, uint64(tier)+2))}, opts...)

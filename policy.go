@@ -154,7 +154,7 @@ func (p *Policy) decide(o Outcome, w when) decision {
 		d.Reason = reasonFor(o, status)
 		return d
 	case VerdictDefault:
-		if status >= 400 && len(header[HeaderRetried]) > 0 {
+		if status >= 400 && len(header[headerRetried]) > 0 {
 			d.Reason = ErrRetriedBelow // a tier below retried already
 			return d
 		}

@@ -11,14 +11,15 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/heedtest"
+	"github.com/heed-go/heed/tier"
 )
 
-// tier is a service behind heed.Middleware that calls next through its own
+// tier is a service behind tier.Middleware that calls next through its own
 // heed client and answers 502 when that call fails.
-func tier(t *testing.T, next string, opts ...heed.Option) *httptest.Server {
+func startTier(t *testing.T, next string, opts ...heed.Option) *httptest.Server {
 	t.Helper()
 	c, _ := client(t, opts...)
-	srv := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(tier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, _ := http.NewRequestWithContext(r.Context(), "GET", next, nil)
 		resp, err := c.Do(req)
 		if err != nil {
@@ -44,11 +45,11 @@ func TestTierHeadersSent(t *testing.T) {
 	}
 	reqs := srv.Requests()
 	for i, want := range []string{"", "2", "3"} {
-		if got := reqs[i].Header.Get(heed.HeaderAttempt); got != want {
-			t.Errorf("attempt %d: %s %q, want %q", i+1, heed.HeaderAttempt, got, want)
+		if got := reqs[i].Header.Get(tier.HeaderAttempt); got != want {
+			t.Errorf("attempt %d: %s %q, want %q", i+1, tier.HeaderAttempt, got, want)
 		}
-		if got := reqs[i].Header.Get(heed.HeaderTimeout); got != "" {
-			t.Errorf("attempt %d carries %s %q without a deadline", i+1, heed.HeaderTimeout, got)
+		if got := reqs[i].Header.Get(tier.HeaderTimeout); got != "" {
+			t.Errorf("attempt %d carries %s %q without a deadline", i+1, tier.HeaderTimeout, got)
 		}
 	}
 
@@ -69,10 +70,10 @@ func TestTierHeadersSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := srv2.Requests()[0].Header.Get(heed.HeaderTimeout); got != "1500" {
-		t.Fatalf("%s = %q, want 1500", heed.HeaderTimeout, got)
+	if got := srv2.Requests()[0].Header.Get(tier.HeaderTimeout); got != "1500" {
+		t.Fatalf("%s = %q, want 1500", tier.HeaderTimeout, got)
 	}
-	if req.Header.Get(heed.HeaderTimeout) != "" {
+	if req.Header.Get(tier.HeaderTimeout) != "" {
 		t.Fatal("the caller's request was changed")
 	}
 
@@ -82,14 +83,14 @@ func TestTierHeadersSent(t *testing.T) {
 	if _, _, err := get(t, c3, srv3.URL); err != nil {
 		t.Fatal(err)
 	}
-	if srv3.Requests()[1].Header.Get(heed.HeaderAttempt) != "" {
+	if srv3.Requests()[1].Header.Get(tier.HeaderAttempt) != "" {
 		t.Fatal("attempt header sent with the protocol off")
 	}
 }
 
 func TestMiddlewareDeadline(t *testing.T) {
 	var left time.Duration
-	srv := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(tier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if dl, ok := r.Context().Deadline(); ok {
 			left = time.Until(dl)
 		}
@@ -98,7 +99,7 @@ func TestMiddlewareDeadline(t *testing.T) {
 	for _, v := range []string{"2000", "-5", "abc", "99999999999999"} {
 		left = 0
 		req, _ := http.NewRequest("GET", srv.URL, nil)
-		req.Header.Set(heed.HeaderTimeout, v)
+		req.Header.Set(tier.HeaderTimeout, v)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -124,9 +125,9 @@ func TestMiddlewareDeadline(t *testing.T) {
 // A retry from upstream: the tier's own heed calls make one attempt each.
 func TestMiddlewareRetryMakesSingleAttempts(t *testing.T) {
 	bottom := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
-	mid := tier(t, bottom.URL)
+	mid := startTier(t, bottom.URL)
 	req, _ := http.NewRequest("GET", mid.URL, nil)
-	req.Header.Set(heed.HeaderAttempt, "2")
+	req.Header.Set(tier.HeaderAttempt, "2")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +136,7 @@ func TestMiddlewareRetryMakesSingleAttempts(t *testing.T) {
 	if bottom.Count() != 1 || resp.StatusCode != 503 {
 		t.Fatalf("bottom saw %d requests, tier answered %d", bottom.Count(), resp.StatusCode)
 	}
-	if resp.Header.Get(heed.HeaderRetried) != "" {
+	if resp.Header.Get(tier.HeaderRetried) != "" {
 		t.Fatal("a deferred failure was marked as retried: the caller would not retry it")
 	}
 }
@@ -144,15 +145,15 @@ func TestMiddlewareRetryMakesSingleAttempts(t *testing.T) {
 // does not.
 func TestOnlyClosestTierRetries(t *testing.T) {
 	bottom := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(503)})
-	mid := tier(t, bottom.URL, heed.WithoutBreaker())
+	mid := startTier(t, bottom.URL, heed.WithoutBreaker())
 	c, _ := client(t, heed.WithoutBreaker())
 	resp, err := c.Get(mid.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := resp.Header.Get(heed.HeaderRetried); got != "exhausted" {
-		t.Fatalf("%s = %q, want exhausted", heed.HeaderRetried, got)
+	if got := resp.Header.Get(tier.HeaderRetried); got != "exhausted" {
+		t.Fatalf("%s = %q, want exhausted", tier.HeaderRetried, got)
 	}
 	if n := len(heed.Attempts(resp)); n != 1 {
 		t.Fatalf("the top retried a marked failure: %d attempts", n)
@@ -173,8 +174,8 @@ func TestOnlyClosestTierRetries(t *testing.T) {
 // A client that is not heed sees an ordinary error response with one more
 // header, and a tier without heed calls behaves as without the middleware.
 func TestMiddlewareTransparent(t *testing.T) {
-	srv := httptest.NewServer(heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Attempt-Seen", r.Header.Get(heed.HeaderAttempt))
+	srv := httptest.NewServer(tier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Attempt-Seen", r.Header.Get(tier.HeaderAttempt))
 		w.WriteHeader(http.StatusTeapot)
 		io.WriteString(w, "short and stout")
 	})))
@@ -185,20 +186,20 @@ func TestMiddlewareTransparent(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 418 || string(b) != "short and stout" || resp.Header.Get(heed.HeaderRetried) != "" {
+	if resp.StatusCode != 418 || string(b) != "short and stout" || resp.Header.Get(tier.HeaderRetried) != "" {
 		t.Fatalf("%d %q %v", resp.StatusCode, b, resp.Header)
 	}
 }
 
 func TestTierReasons(t *testing.T) {
 	bottom := heedtest.NewServer(t, []heedtest.Step{heedtest.RetryAfter(503, 3600)})
-	mid := tier(t, bottom.URL)
+	mid := startTier(t, bottom.URL)
 	resp, err := http.Get(mid.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := resp.Header.Get(heed.HeaderRetried); got != "wait" {
-		t.Fatalf("%s = %q, want wait", heed.HeaderRetried, got)
+	if got := resp.Header.Get(tier.HeaderRetried); got != "wait" {
+		t.Fatalf("%s = %q, want wait", tier.HeaderRetried, got)
 	}
 }

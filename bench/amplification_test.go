@@ -9,6 +9,7 @@ import (
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/backoff"
 	"github.com/heed-go/heed/internal/chain"
+	"github.com/heed-go/heed/tier"
 )
 
 // BenchmarkAmplification runs the chain of internal/chain: four services in a
@@ -46,7 +47,7 @@ func BenchmarkAmplification(b *testing.B) {
 					w.WriteHeader(http.StatusServiceUnavailable)
 				}), Client: func(int) *http.Client { return row.client() }}
 				if row.wrap {
-					cfg.Wrap = heed.Middleware
+					cfg.Wrap = tier.Middleware
 				}
 				ch := chain.Start(cfg)
 				start := time.Now()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/internal/chain"
+	"github.com/heed-go/heed/tier"
 )
 
 // FailureKind is how the bottom of a partial-failure chain fails.
@@ -105,7 +106,7 @@ func (sc PartialScenario) validate() error {
 // of the chain.
 type Contender struct {
 	Name string
-	// Tier, if set, wraps each calling tier's handler (heed.Middleware).
+	// Tier, if set, wraps each calling tier's handler (tier.Middleware).
 	Tier func(http.Handler) http.Handler
 	// NewClient builds one calling tier's client on base, a transport of
 	// that tier's own.
@@ -117,10 +118,10 @@ type Contender struct {
 // naive loop of 6 immediate attempts, go-retryablehttp and failsafe-go.
 func PartialContenders() []Contender {
 	return []Contender{
-		{Name: "heed", Tier: heed.Middleware, NewClient: func(base http.RoundTripper) (*http.Client, error) {
+		{Name: "heed", Tier: tier.Middleware, NewClient: func(base http.RoundTripper) (*http.Client, error) {
 			return heed.NewClient(heed.WithBase(base), heed.WithLogger(nil))
 		}},
-		{Name: "heed-no-breaker", Tier: heed.Middleware, NewClient: func(base http.RoundTripper) (*http.Client, error) {
+		{Name: "heed-no-breaker", Tier: tier.Middleware, NewClient: func(base http.RoundTripper) (*http.Client, error) {
 			return heed.NewClient(heed.WithBase(base), heed.WithLogger(nil), heed.WithoutBreaker())
 		}},
 		{Name: "naive", NewClient: func(base http.RoundTripper) (*http.Client, error) {

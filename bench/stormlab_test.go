@@ -13,8 +13,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/internal/storm"
+	"github.com/heed-go/heed/tier"
 )
 
 // BenchmarkStormLab runs the storm lab (stormlab.go): every selected cell
@@ -183,7 +183,7 @@ func TestStormLabPlumbing(t *testing.T) {
 		for i := range 3 {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 			if i == 2 {
-				req.Header.Set(heed.HeaderAttempt, "2")
+				req.Header.Set(tier.HeaderAttempt, "2")
 			}
 			resp, err := c.Do(req)
 			if err != nil {

@@ -22,7 +22,7 @@ type Config struct {
 	Bottom http.Handler
 	// Client returns the client tier i (0 = top) uses to call tier i+1.
 	Client func(tier int) *http.Client
-	// Wrap, if set, wraps each calling tier's handler (heed.Middleware).
+	// Wrap, if set, wraps each calling tier's handler (tier.Middleware).
 	Wrap func(http.Handler) http.Handler
 }
 

@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/clock"
+	"github.com/heed-go/heed/tier"
 )
 
 // RetryAfterForm says how the server writes Retry-After on a 429.
@@ -151,7 +151,7 @@ func (s *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Clock.Now()
 	ok, left, next, full := s.take(now)
 	if s.cfg.Recorder != nil {
-		n, _ := strconv.Atoi(r.Header.Get(heed.HeaderAttempt))
+		n, _ := strconv.Atoi(r.Header.Get(tier.HeaderAttempt))
 		s.cfg.Recorder.Arrive(Arrival{At: now, Admitted: ok, Attempt: n})
 	}
 	h := w.Header()

@@ -25,6 +25,7 @@ import (
 	"github.com/heed-go/heed/cmd/heed/internal/sim/choose"
 	"github.com/heed-go/heed/cmd/heed/internal/sim/vclock"
 	"github.com/heed-go/heed/internal/chain"
+	"github.com/heed-go/heed/tier"
 )
 
 // Config is one chain experiment: every strategy on every chain length at
@@ -45,7 +46,7 @@ type Config struct {
 	// Deadline, if above 0, is each top-level request's deadline: the
 	// client gives up then, the request fails, and the chain's work for it
 	// is cancelled. The client states it in Heed-Timeout, which tiers with
-	// heed.Middleware take as their deadline.
+	// tier.Middleware take as their deadline.
 	Deadline   time.Duration
 	Seed       uint64
 	Strategies []Strategy
@@ -125,7 +126,7 @@ type Strategy struct {
 	attempts int
 	// client returns the client a tier calls the next one with.
 	client func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error)
-	// wrap, if set, wraps each calling tier's handler (heed.Middleware).
+	// wrap, if set, wraps each calling tier's handler (tier.Middleware).
 	wrap func(http.Handler) http.Handler
 }
 
@@ -138,13 +139,13 @@ func plainStrategy(name string, attempts int) Strategy {
 }
 
 // heedStrategy is heed's defaults with opts, its tiers wrapped in
-// heed.Middleware if middleware is set.
+// tier.Middleware if middleware is set.
 func heedStrategy(name string, middleware bool, opts ...heed.Option) Strategy {
 	st := Strategy{Name: name, client: func(base http.RoundTripper, clk clock.Clock, rng *rand.Rand) (*http.Client, error) {
 		return heed.NewClient(append([]heed.Option{heed.WithBase(base), heed.WithLogger(nil), heed.WithClock(clk), heed.WithRand(rng)}, opts...)...)
 	}}
 	if middleware {
-		st.wrap = heed.Middleware
+		st.wrap = tier.Middleware
 	}
 	return st
 }
@@ -153,7 +154,7 @@ func heedStrategy(name string, middleware bool, opts ...heed.Option) Strategy {
 // textbook example of retry amplification), a naive loop of 6 attempts at once, heed's defaults
 // without the retry budget and the cross-tier protocol (a breaker per tier
 // remains), heed's defaults without the breaker, and heed's defaults, the
-// last two with heed.Middleware on every tier.
+// last two with tier.Middleware on every tier.
 func Strategies() []Strategy {
 	return []Strategy{
 		plainStrategy("one-retry", 2),
@@ -349,7 +350,7 @@ func run(ctx context.Context, cfg Config, st Strategy, k int, rate float64) (Poi
 				s := newScope(clk, nil, start.Add(cfg.Deadline))
 				defer s.cancel(nil)
 				req = req.WithContext(&simCtx{Context: s.ctx, s: s, deadline: s.expiry})
-				req.Header.Set(heed.HeaderTimeout, timeoutHeader(cfg.Deadline))
+				req.Header.Set(tier.HeaderTimeout, timeoutHeader(cfg.Deadline))
 			}
 			resp, err := top.Do(req)
 			good := false

@@ -16,6 +16,7 @@ import (
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/clock"
 	"github.com/heed-go/heed/cmd/heed/internal/sim/vclock"
+	"github.com/heed-go/heed/tier"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -222,7 +223,7 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-// A tier with heed.Middleware gets the caller's Heed-Timeout as a deadline
+// A tier with tier.Middleware gets the caller's Heed-Timeout as a deadline
 // on the virtual clock, and its heed client decides by it: told to come
 // back after the deadline, it gives up at once. The tier's context ends
 // when the caller's deadline passes.
@@ -242,21 +243,21 @@ func TestVirtualDeadline(t *testing.T) {
 		callErr       error
 		after, before error
 	)
-	tier := heed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mid := tier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		deadline, _ = r.Context().Deadline()
-		header = r.Header.Get(heed.HeaderTimeout)
+		header = r.Header.Get(tier.HeaderTimeout)
 		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://bottom.test/", nil)
 		_, callErr = c.Do(req)
 		before = r.Context().Err()
 		clock.Sleep(clk, time.Second, nil)
 		after = r.Context().Err()
 	}))
-	top := &http.Client{Transport: &hop{clk: clk, rtt: time.Millisecond, handler: tier, middleware: true}}
+	top := &http.Client{Transport: &hop{clk: clk, rtt: time.Millisecond, handler: mid, middleware: true}}
 	clk.Go(func() {
 		s := newScope(clk, nil, clk.Now().Add(500*time.Millisecond))
 		defer s.cancel(nil)
 		req, _ := http.NewRequestWithContext(&simCtx{Context: s.ctx, s: s, deadline: s.expiry}, http.MethodGet, "http://tier0.test/", nil)
-		req.Header.Set(heed.HeaderTimeout, timeoutHeader(500*time.Millisecond))
+		req.Header.Set(tier.HeaderTimeout, timeoutHeader(500*time.Millisecond))
 		top.Do(req)
 	})
 	if err := clk.Run(context.Background(), 0, nil); err != nil {

@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/clock"
 	"github.com/heed-go/heed/cmd/heed/internal/sim/vclock"
+	"github.com/heed-go/heed/tier"
 )
 
 // hop carries a request from one tier to the next in virtual time, as
@@ -24,7 +24,7 @@ import (
 //     top-level deadline has passed) is not delivered, and the handler's
 //     context ends with the caller's, as a Go server's request context ends
 //     when its client closes the connection;
-//   - Heed-Timeout, for a handler wrapped in heed.Middleware, as a deadline
+//   - Heed-Timeout, for a handler wrapped in tier.Middleware, as a deadline
 //     on the virtual clock (see virtualTimeout);
 //   - a fault: refuse, if set, is asked once per request that arrives and
 //     refuses the connection when it answers true.
@@ -32,7 +32,7 @@ type hop struct {
 	clk     *vclock.Clock
 	rtt     time.Duration
 	handler http.Handler
-	// middleware: handler is wrapped in heed.Middleware.
+	// middleware: handler is wrapped in tier.Middleware.
 	middleware bool
 	refuse     func() bool
 }
@@ -72,10 +72,10 @@ func (h *hop) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // virtualTimeout removes Heed-Timeout from header and returns the deadline
-// heed.Middleware would set from it, on the virtual clock; zero when the
+// tier.Middleware would set from it, on the virtual clock; zero when the
 // handler is not a Middleware or the header is absent or invalid.
 //
-// heed.Middleware reads the header itself with context.WithTimeout, which
+// tier.Middleware reads the header itself with context.WithTimeout, which
 // runs on the real clock: in virtual time its deadline would lie months
 // from the virtual now, and its timer would fire, in real time, in the
 // middle of the run. So the hop takes the header away before the
@@ -83,11 +83,11 @@ func (h *hop) RoundTrip(req *http.Request) (*http.Response, error) {
 // with the Middleware's rules (whole milliseconds, positive, at most a
 // day). The Middleware's other work (Heed-Attempt, Heed-Retried) is its own.
 func virtualTimeout(clk *vclock.Clock, header http.Header, middleware bool) time.Time {
-	v := header.Get(heed.HeaderTimeout)
+	v := header.Get(tier.HeaderTimeout)
 	if v == "" {
 		return time.Time{}
 	}
-	header.Del(heed.HeaderTimeout)
+	header.Del(tier.HeaderTimeout)
 	if !middleware || len(v) > 12 {
 		return time.Time{}
 	}
