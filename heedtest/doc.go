@@ -22,7 +22,7 @@
 //     acted on it: what a test of retries must count.
 //   - [Clock] is a fake [github.com/heed-go/heed/clock.Clock] whose time
 //     moves only when the test says so. Give it to heed and to a Server or
-//     Transport (see [WithClock]) and retry waits of minutes take no real
+//     Transport (see [DelayOn]) and retry waits of minutes take no real
 //     time.
 //
 // The i-th request gets the i-th step. Once the script is used up the last

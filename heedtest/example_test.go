@@ -70,10 +70,10 @@ func ExampleNewTransport() {
 
 // A Delay on a fake clock takes no real time. AutoAdvance moves the clock
 // as soon as the step starts waiting.
-func ExampleWithClock() {
+func ExampleDelayOn() {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := heedtest.NewClock(start).AutoAdvance()
-	tr := heedtest.NewTransport([]heedtest.Step{{Delay: 90 * time.Second, Body: "slow"}}, heedtest.WithClock(clk))
+	tr := heedtest.NewTransport([]heedtest.Step{{Delay: 90 * time.Second, Body: "slow"}}, heedtest.DelayOn(clk))
 
 	resp, err := (&http.Client{Transport: tr}).Get("https://api.example/")
 	if err != nil {

@@ -344,7 +344,7 @@ func TestServerResetOnReusedConnection(t *testing.T) {
 func TestServerDelay(t *testing.T) {
 	noLeaks(t)
 	clk := heedtest.NewClock(time.Unix(0, 0))
-	s := heedtest.NewServer(t, []heedtest.Step{{Delay: 2 * time.Minute, Body: "late"}}, heedtest.WithClock(clk))
+	s := heedtest.NewServer(t, []heedtest.Step{{Delay: 2 * time.Minute, Body: "late"}}, heedtest.DelayOn(clk))
 	c := s.Client()
 
 	done := make(chan answer, 1)
@@ -375,7 +375,7 @@ func TestServerDelay(t *testing.T) {
 func TestServerDelayEndsWhenClientGivesUp(t *testing.T) {
 	noLeaks(t)
 	clk := heedtest.NewClock(time.Unix(0, 0))
-	s := heedtest.NewServer(t, []heedtest.Step{{Delay: time.Hour}}, heedtest.WithClock(clk))
+	s := heedtest.NewServer(t, []heedtest.Step{{Delay: time.Hour}}, heedtest.DelayOn(clk))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -429,7 +429,7 @@ func TestServerCloseUnblocksEverything(t *testing.T) {
 	noLeaks(t)
 	clk := heedtest.NewClock(time.Unix(0, 0))
 	steps := []heedtest.Step{{Hang: true}, {Hang: true}, {Hang: true}, {Delay: time.Hour}}
-	s := heedtest.NewServer(t, steps, heedtest.WithClock(clk))
+	s := heedtest.NewServer(t, steps, heedtest.DelayOn(clk))
 
 	var wg sync.WaitGroup
 	errs := make(chan error, len(steps))

@@ -25,7 +25,7 @@ type Step struct {
 	// Body is the response body.
 	Body string
 	// Delay is how long to wait before answering, on the clock given by
-	// WithClock, else in real time. The wait ends early, without an answer,
+	// DelayOn, else in real time. The wait ends early, without an answer,
 	// when the client gives up or the server is closed.
 	Delay time.Duration
 	// Hang makes the step never answer: it returns only when the client
@@ -94,9 +94,9 @@ type options struct {
 	clock clock.Clock
 }
 
-// WithClock makes steps wait out their Delay on c, for example a [*Clock],
+// DelayOn makes steps wait out their Delay on c, for example a [*Clock],
 // instead of in real time.
-func WithClock(c clock.Clock) Option {
+func DelayOn(c clock.Clock) Option {
 	return func(o *options) { o.clock = c }
 }
 

@@ -112,7 +112,7 @@ func TestTransportReset(t *testing.T) {
 
 func TestTransportDelay(t *testing.T) {
 	clk := heedtest.NewClock(time.Unix(0, 0))
-	tr := heedtest.NewTransport([]heedtest.Step{{Delay: 2 * time.Minute, Body: "late"}}, heedtest.WithClock(clk))
+	tr := heedtest.NewTransport([]heedtest.Step{{Delay: 2 * time.Minute, Body: "late"}}, heedtest.DelayOn(clk))
 
 	done := make(chan string, 1)
 	go func() {
@@ -140,7 +140,7 @@ func TestTransportDelay(t *testing.T) {
 
 func TestTransportDelayEndsWhenClientGivesUp(t *testing.T) {
 	clk := heedtest.NewClock(time.Unix(0, 0))
-	tr := heedtest.NewTransport([]heedtest.Step{{Delay: time.Hour}}, heedtest.WithClock(clk))
+	tr := heedtest.NewTransport([]heedtest.Step{{Delay: time.Hour}}, heedtest.DelayOn(clk))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
