@@ -99,8 +99,8 @@
 // heed paces requests so a server's limit is not hit: static limits per key
 // ([WithLimits], [WithKeyLimits]: a token bucket and a concurrency limit),
 // and adaptive pacing on by default, which learns a safe rate from 429s and
-// the rate-limit fields and spaces requests to it ([WithPacing],
-// [ErrThrottled]). See docs/throttling.md.
+// the rate-limit fields and spaces requests to it ([Limits] tunes it or
+// turns it off, [ErrThrottled]). See docs/throttling.md.
 //
 // # Hedging and degradation
 //
@@ -116,9 +116,16 @@
 //
 // # Other calls
 //
-// [Do] and [DoKey] run any func(ctx) (T, error) under the same policy, classifying
+// [Do] runs any func(ctx) (T, error) under the same policy, classifying
 // errors: transient network errors, [*StatusError] from [CheckStatus], and
 // errors marked with [Retryable] or [RetryableAfter] are retried.
+//
+// # One call, other settings
+//
+// [Override] gives the calls made with a context settings of their own
+// ([Overrides]: a key, attempts, retried statuses, timeouts, idempotency,
+// no hedging), while they share their key's breaker, budget and pacing
+// with every other call of the policy.
 //
 // # Observing
 //

@@ -17,8 +17,8 @@
 //	heed.stale     heed.reason, heed.age (seconds), http.response.status_code
 //	heed.fallback  heed.reason, http.response.status_code when it answered
 //
-// heed.reason is [heed.ReasonName] of the reason ("attempts_exhausted",
-// "breaker_open", ...), the name heed's log lines and heedprom's labels use.
+// heed.reason names the reason ("attempts_exhausted", "breaker_open", ...)
+// as heed's log lines and heedprom's labels do.
 //
 // A call refused by an open circuit breaker has no attempt span: its
 // logical span carries a heed.give_up event whose reason is the breaker's

@@ -45,8 +45,10 @@
 //	heed_throttle_in_flight{key}      requests holding one
 //	heed_pacer_active{key}            1 while adaptive pacing spaces the key's requests
 //
-// The label values are heed's own vocabulary ([heed.ReasonName],
-// [heed.ResultName], [heed.OutcomeName]), the same as in heed's log lines.
+// The label values are heed's own vocabulary, the same as in heed's log
+// lines: reasons such as "attempts_exhausted" and "breaker_open", results
+// such as "5xx" and "timeout", outcomes "success", "client_error",
+// "server_error" and "failure".
 // The key label is capped ([WithMaxKeys], 100 by default; the rest count
 // as "other"), methods beyond the standard ones count as "other", and no
 // URL becomes a label: 10,000 URLs on one host make one series.

@@ -24,9 +24,9 @@
 // the same storm:
 //
 //   - heed-defaults: every client is its own heed client with heed's
-//     defaults: [heed.DefaultBackoff] (full jitter, 500 ms to 30 s, with
+//     defaults: its default backoff (full jitter, 500 ms to 30 s, with
 //     heed's own retry numbering, so the first retry draws under 500 ms) and
-//     at most [heed.DefaultMaxAttempts] writes, after which the client gives
+//     at most [heed.Policy.MaxAttempts] writes (6), after which the client gives
 //     up. Each client's own retry budget never binds for one call, so it is
 //     not modelled.
 //   - heed-budget: full jitter 5 ms / 2 s as FullJitter, but all N clients

@@ -27,7 +27,7 @@ const (
 	FullJitter                       // U(0, expo(n))
 	EqualJitter                      // expo(n)/2 + U(0, expo(n)/2)
 	Decorr                           // min(cap, U(base, 3*prev)), per client
-	HeedDefaults                     // heed.DefaultBackoff, at most heed.DefaultMaxAttempts writes
+	HeedDefaults                     // heed's default backoff, at most its default attempts
 	HeedBudget                       // FullJitter gated by one shared budget of heed's default RatioConfig
 )
 
