@@ -33,7 +33,7 @@ func statusOutcome(n, code int, h http.Header) heed.Outcome {
 	return heed.Outcome{Attempt: n, Response: &http.Response{StatusCode: code, Header: h}, Idempotent: true, Replayable: true}
 }
 
-// TestDecisionTable walks the seed's table: how many attempts each status
+// TestDecisionTable walks the usual status-code table: how many attempts each status
 // gets before heed stops.
 func TestDecisionTable(t *testing.T) {
 	p := mustPolicy(t)

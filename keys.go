@@ -189,7 +189,7 @@ func (p *Policy) settle(ks *keyState, t breaker.Ticket, o Outcome, now time.Time
 // and that tier's own breaker counts it. A 429 is the server saying it is
 // healthy but busy: it counts only when the server asks for a wait longer
 // than the cap and, with adaptive pacing off, when it gives no hint at all
-// (the seed's rule); with pacing on, the pacer answers a hint-less 429 by
+// (the usual rule); with pacing on, the pacer answers a hint-less 429 by
 // slowing down. A WithBreakerCounter function has the last word.
 func (p *Policy) breakerCount(ks *keyState, o Outcome) breaker.Outcome {
 	status, header := o.status()

@@ -10,7 +10,7 @@ import (
 )
 
 // heed adds jitter on top of a server's hint so that clients told the same
-// Retry-After do not wake together; the seed's advice is one to two seconds.
+// Retry-After do not wake together; the usual advice is one to two seconds.
 // The jitter on a hint of d is drawn from [0, min(max(d, pace, base,
 // 100 ms), 2 s)], where pace is the key's pacing interval and base the
 // backoff's: clients told the same short hint spread over about as long
