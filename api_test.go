@@ -327,3 +327,35 @@ func TestDoLogsStatus(t *testing.T) {
 		}
 	}
 }
+
+// A classifier reads the body through Outcome.Body; the caller still gets
+// the whole body, past the part read too.
+func TestClassifierReadsBody(t *testing.T) {
+	long := strings.Repeat("x", 100) + "tail"
+	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.OK(`{"error":"try_again"}`), heedtest.OK(long)})
+	var seen []string
+	var completes []bool
+	classify := func(o heed.Outcome) heed.Verdict {
+		b, complete, err := o.Body()
+		if err != nil {
+			t.Errorf("Body: %v", err)
+		}
+		again, _, _ := o.Body()
+		if string(again) != string(b) {
+			t.Errorf("a second Body read %q, the first %q", again, b)
+		}
+		seen, completes = append(seen, string(b)), append(completes, complete)
+		if strings.Contains(string(b), "try_again") {
+			return heed.VerdictRetry
+		}
+		return heed.VerdictDefault
+	}
+	c, _ := client(t, heed.WithClassifier(classify), heed.WithResponseBuffer(64))
+	resp, body, err := get(t, c, srv.URL)
+	if err != nil || resp.StatusCode != 200 || string(body) != long {
+		t.Fatalf("got %v %q %v, want the whole long body", resp, body, err)
+	}
+	if len(seen) != 2 || seen[0] != `{"error":"try_again"}` || !completes[0] || seen[1] != long[:64] || completes[1] {
+		t.Errorf("the classifier saw %q (complete %v)", seen, completes)
+	}
+}

@@ -1,6 +1,7 @@
 package heed
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -33,7 +34,8 @@ type Outcome struct {
 	// Request is the request as sent; nil for calls made through Do.
 	Request *http.Request
 	// Response is the response, nil if the attempt failed without one.
-	// Classifiers must not read or close its body.
+	// Classifiers must not read or close its body: [Outcome.Body] reads
+	// it for them and keeps it for the caller.
 	Response *http.Response
 	// Err is the attempt's error, nil if a response arrived.
 	Err error
@@ -48,7 +50,63 @@ type Outcome struct {
 	// stream it refused), so it is safe to retry whatever the method.
 	// decide also infers it from Err.
 	NotSent bool
+
+	bodyLimit int64 // how much of the body Body reads: the response buffer
 }
+
+// Body returns the response's body, for a classifier whose decision needs
+// it (an error code in a JSON body, say), reading at most the policy's
+// response buffer ([WithResponseBuffer], 1 MiB by default): of a longer
+// body it returns the first part, and complete is false. The caller still
+// gets the whole body: what Body read is put back in front of the rest.
+// Calling it again returns the same bytes. It returns nil and true for an
+// outcome without a response. An error reading the body is returned with
+// what was read, and the caller's read of the body meets it too.
+func (o Outcome) Body() (body []byte, complete bool, err error) {
+	resp := o.Response
+	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return nil, true, nil
+	}
+	if pb, ok := resp.Body.(*peekedBody); ok {
+		return pb.prefix, pb.complete, pb.err
+	}
+	limit := o.bodyLimit
+	if limit <= 0 {
+		limit = defaultResponseBuffer
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	pb := &peekedBody{prefix: buf, complete: int64(len(buf)) <= limit && err == nil, err: err, rest: resp.Body}
+	if !pb.complete && err == nil {
+		pb.prefix = buf[:limit]
+	}
+	pb.r = io.MultiReader(bytes.NewReader(buf), pb.tail())
+	resp.Body = pb
+	return pb.prefix, pb.complete, err
+}
+
+// peekedBody is a response body Outcome.Body has read the start of: the
+// bytes read, then the rest (or the error the read met).
+type peekedBody struct {
+	prefix   []byte
+	complete bool
+	err      error
+	rest     io.ReadCloser
+	r        io.Reader
+}
+
+func (b *peekedBody) tail() io.Reader {
+	if b.err != nil {
+		return errorReader{b.err}
+	}
+	return b.rest
+}
+
+func (b *peekedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *peekedBody) Close() error               { return b.rest.Close() }
+
+type errorReader struct{ err error }
+
+func (r errorReader) Read([]byte) (int, error) { return 0, r.err }
 
 // status returns the outcome's HTTP status and header: from the response,
 // or from a [*StatusError] in the error chain.

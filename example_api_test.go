@@ -211,3 +211,31 @@ func ExampleOverride() {
 	fmt.Println(errors.Is(err, heed.ErrAttemptsExhausted), "after", srv.Count(), "requests")
 	// Output: true after 2 requests
 }
+
+// Some APIs answer 200 with an error in the body. A classifier reads the
+// body through Outcome.Body to decide, and the caller still reads it whole.
+func ExampleOutcome_Body() {
+	srv := heedtest.NewServer(nil, []heedtest.Step{
+		heedtest.OK(`{"status":"busy"}`),
+		heedtest.OK(`{"status":"ok","items":[1,2,3]}`),
+	})
+	defer srv.Close()
+
+	classify := func(o heed.Outcome) heed.Verdict {
+		body, _, err := o.Body()
+		if err == nil && strings.Contains(string(body), `"status":"busy"`) {
+			return heed.VerdictRetry
+		}
+		return heed.VerdictDefault
+	}
+	clk := heedtest.NewClock(time.Now()).AutoAdvance()
+	client, _ := heed.NewClient(heed.WithClassifier(classify), heed.WithClock(clk), heed.WithLogger(nil))
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body), "after", srv.Count(), "requests")
+	// Output: {"status":"ok","items":[1,2,3]} after 2 requests
+}

@@ -514,7 +514,7 @@ func (l *loop) timing(now time.Time, draw float64) when {
 
 // outcome describes attempt n for the decision core.
 func (l *loop) outcome(n int, areq *http.Request, resp *http.Response, err error, wrote *atomic.Bool) Outcome {
-	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.canReplay(err)}
+	o := Outcome{Attempt: n, Request: areq, Response: resp, Err: err, Idempotent: l.idempotent, Replayable: l.body.canReplay(err), bodyLimit: l.p.respBuffer}
 	if err != nil {
 		_, _, o.NotSent = classifyError(err)
 		o.NotSent = o.NotSent || wrote != nil && !wrote.Load()
