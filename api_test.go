@@ -359,3 +359,18 @@ func TestClassifierReadsBody(t *testing.T) {
 		t.Errorf("the classifier saw %q (complete %v)", seen, completes)
 	}
 }
+
+// Do bounds the whole call by WithMaxTotal, fn's context included.
+func TestDoMaxTotalEndsFn(t *testing.T) {
+	p, err := heed.NewPolicy(heed.WithLogger(nil), heed.WithMaxTotal(30*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = heed.Do(context.Background(), p, func(ctx context.Context) (int, error) {
+		<-ctx.Done() // would block for ever without the bound
+		return 0, ctx.Err()
+	})
+	if !errors.Is(err, heed.ErrDeadline) {
+		t.Errorf("Do past its total: %v, want ErrDeadline", err)
+	}
+}
