@@ -374,3 +374,51 @@ func TestDoMaxTotalEndsFn(t *testing.T) {
 		t.Errorf("Do past its total: %v, want ErrDeadline", err)
 	}
 }
+
+// Overrides.NoHedging keeps a slow request from being hedged.
+func TestOverridesNoHedging(t *testing.T) {
+	var mu sync.Mutex
+	sent := 0
+	var hedged chan struct{} // closed when a second copy arrives
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		sent++
+		n, h := sent, hedged
+		mu.Unlock()
+		if n > 1 {
+			close(h)
+			return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+		}
+		// The first copy is slow: it answers once a hedge has come, or
+		// after a while without one.
+		select {
+		case <-h:
+		case <-time.After(200 * time.Millisecond):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+	})
+	c, err := heed.NewClient(heed.WithLogger(nil), heed.WithBase(base), heed.WithHedging(heed.HedgeConfig{Delay: 5 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, noHedging := range []bool{false, true} {
+		mu.Lock()
+		sent, hedged = 0, make(chan struct{})
+		mu.Unlock()
+		ctx := heed.Override(context.Background(), heed.Overrides{NoHedging: noHedging})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.test/", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		got := sent
+		mu.Unlock()
+		if want := map[bool]int{false: 2, true: 1}[noHedging]; got != want {
+			t.Errorf("NoHedging %v: %d copies sent, want %d", noHedging, got, want)
+		}
+	}
+}
