@@ -70,8 +70,8 @@ type Error struct {
 }
 
 // RequestURL returns the request's URL with its userinfo, its query values
-// and the path segments marked by [WithSecretPath] redacted (see
-// [RedactURL]); empty for calls made through Do.
+// (and parameters without "=") and the path segments marked by
+// [WithSecretPath] redacted; empty for calls made through Do.
 func (e *Error) RequestURL() string { return redactURLPaths(e.url, e.paths) }
 
 func (e *Error) Error() string {

@@ -75,10 +75,11 @@ type Event struct {
 	// or what WithKeyFunc or a call's Overrides chose.
 	Key    string
 	Method string
-	// URL is the request's URL as sent, but for the path segments
-	// [WithSecretPath] marks secret, which are REDACTED in this copy. It may
-	// still hold secrets (userinfo, query values): pass it through
-	// [RedactURL] before recording it.
+	// URL is the request's URL as sent, with its secrets REDACTED: its
+	// userinfo, the values of its query parameters (and parameters
+	// without "=", which may be a token), and the path segments
+	// [WithSecretPath] marks; parameter names and the rest of the path
+	// stay. It is safe to record.
 	URL *url.URL
 	// Attempt is the attempt's number, from 1; MaxAttempts the policy's
 	// limit.
@@ -89,8 +90,8 @@ type Event struct {
 	Hedge int
 	// Status is the response's status code, 0 if there was none.
 	Status int
-	// Err is the attempt's or call's error. When its text quotes a path
-	// segment [WithSecretPath] marks secret, it comes wrapped with that
+	// Err is the attempt's or call's error. When its text quotes a secret
+	// of the URL (one that URL shows REDACTED), it comes wrapped with that
 	// text redacted; errors.Is and errors.As see through the wrapper.
 	Err error
 	// ErrorKind classifies a transport error.
@@ -126,9 +127,7 @@ func (f HookFunc) OnEvent(ctx context.Context, e Event) { f(ctx, e) }
 
 // emit sends e to every hook. With no hook it costs a length check.
 func (p *Policy) emit(ctx context.Context, e Event) {
-	if len(p.secretPaths) > 0 {
-		e = p.hideEvent(e) // hooks record URLs and errors' text: keep secret segments out
-	}
+	e = p.hideEvent(e) // hooks record URLs and errors' text: keep secrets out
 	for _, h := range p.hooks {
 		h.OnEvent(ctx, e)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/heed-go/heed"
 	"github.com/heed-go/heed/heedtest"
+	"github.com/heed-go/heed/internal/redact"
 )
 
 type recorder struct {
@@ -149,11 +150,11 @@ func TestRedactURL(t *testing.T) {
 	}
 	for in, want := range cases {
 		u, _ := url.Parse(in)
-		if got := heed.RedactURL(u); got != want {
+		if got := redact.URL(u); got != want {
 			t.Errorf("RedactURL(%s) = %s, want %s", in, got, want)
 		}
 	}
-	if heed.RedactURL(nil) != "" {
+	if redact.URL(nil) != "" {
 		t.Error("nil URL")
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -141,10 +141,23 @@ func ExampleWithHook() {
 	// done 2 200 none
 }
 
-func ExampleRedactURL() {
-	u, _ := url.Parse("https://bot:hunter2@api.example/v1/search?q=secret&api_key=k")
-	fmt.Println(heed.RedactURL(u))
-	// Output: https://REDACTED@api.example/v1/search?q=REDACTED&api_key=REDACTED
+// The URL of an event is safe to record: its userinfo and query values are
+// REDACTED, and so are the path segments WithSecretPath marks.
+func ExampleEvent_uRL() {
+	srv := heedtest.NewServer(nil, nil)
+	defer srv.Close()
+	hook := heed.HookFunc(func(ctx context.Context, e heed.Event) {
+		if e.Kind == heed.EventDone {
+			fmt.Println(strings.Replace(e.URL.String(), srv.URL, "http://api", 1))
+		}
+	})
+	c, _ := heed.NewClient(heed.WithHook(hook), heed.WithLogger(nil), heed.WithSecretPath("/v1/keys/*"))
+	resp, err := c.Get(srv.URL + "/v1/keys/sk_live_42/search?q=secret&api_key=k")
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	// Output: http://api/v1/keys/REDACTED/search?q=REDACTED&api_key=REDACTED
 }
 
 // A call's Overrides give it a key of its own: Do keeps a breaker and a

@@ -12,13 +12,6 @@ import (
 	"github.com/heed-go/heed/internal/vocab"
 )
 
-// RedactURL returns u as a string with its userinfo and the values of its
-// query parameters replaced by REDACTED, so it can be logged: API keys and
-// tokens often travel in either. Parameter names stay, for debugging; a
-// parameter without "=" is replaced whole, since it may be the token
-// itself (?SECRETFLAG). Path segments stay: mark the secret ones with
-// [WithSecretPath].
-func RedactURL(u *url.URL) string { return redact.URL(u) }
 
 // log returns the logger to use, or nil when logging is off.
 func (p *Policy) log() *slog.Logger {
@@ -162,7 +155,7 @@ func paceAttrs(attrs []slog.Attr, ks *keyState) []slog.Attr {
 	return attrs
 }
 
-// redactText returns s with the secrets of u that [RedactURL] hides, and
+// redactText returns s with the secrets of u that redact.URL hides, and
 // the path segments pats mark secret, replaced by REDACTED (see
 // redact.Text).
 func redactText(s string, u *url.URL, pats []pathPattern) string {

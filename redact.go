@@ -11,7 +11,7 @@ import (
 // wherever heed shows a URL: its log lines, the text of its [*Error], and
 // the URL (and error text) of the [Event]s its hooks receive, so that
 // heedotel and heedprom never record them. By default heed redacts a URL's
-// userinfo and query values (see [RedactURL]) but keeps its path, which
+// userinfo and query values but keeps its path, which
 // some APIs use for keys and tokens.
 //
 // A pattern is a path whose segments "*" stand for secrets:
@@ -134,21 +134,26 @@ func hidePath(u *url.URL, pats []pathPattern) (*url.URL, []string) {
 	return &r, secrets
 }
 
-// redactURL is RedactURL that also hides the path segments c marks secret.
+// redactURL redacts u as redact.URL does, and hides the path segments c
+// marks secret.
 func (c *config) redactURL(u *url.URL) string { return redactURLPaths(u, c.secretPaths) }
 
-// redactURLPaths is RedactURL that also hides the segments pats mark.
+// redactURLPaths redacts u as redact.URL does, and hides the segments pats
+// mark.
 func redactURLPaths(u *url.URL, pats []pathPattern) string {
 	hidden, _ := hidePath(u, pats)
-	return RedactURL(hidden)
+	return redact.URL(hidden)
 }
 
-// hideEvent returns e with its URL's secret segments REDACTED, and its
-// error wrapped with its text redact.Marker when that text shows them: hooks
-// record both, and only know how to redact what RedactURL redacts.
+// hideEvent returns e with its URL's secrets REDACTED (userinfo, query
+// values, and the path segments c marks secret), and its error wrapped with
+// its text redacted when that text shows them: hooks record both.
 func (c *config) hideEvent(e Event) Event {
+	if e.URL == nil {
+		return e
+	}
 	hidden, secrets := hidePath(e.URL, c.secretPaths)
-	if secrets == nil {
+	if secrets == nil && e.URL.User == nil && e.URL.RawQuery == "" {
 		return e
 	}
 	if e.Err != nil {
@@ -157,7 +162,7 @@ func (c *config) hideEvent(e Event) Event {
 			e.Err = &redactedError{err: e.Err, text: rt}
 		}
 	}
-	e.URL = hidden
+	e.URL = redact.Copy(hidden)
 	return e
 }
 

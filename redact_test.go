@@ -54,7 +54,7 @@ func TestRedactURLValuelessKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := heed.RedactURL(u); got != c.want {
+		if got := redact.URL(u); got != c.want {
 			t.Errorf("RedactURL(%s) = %s, want %s", c.in, got, c.want)
 		}
 	}
@@ -208,7 +208,7 @@ func TestWithSecretPathNeverShown(t *testing.T) {
 		if e.URL == nil {
 			return
 		}
-		seen = append(seen, e.URL.String(), e.URL.Path, e.URL.RawPath, heed.RedactURL(e.URL))
+		seen = append(seen, e.URL.String(), e.URL.Path, e.URL.RawPath, redact.URL(e.URL))
 		if e.Err != nil {
 			seen = append(seen, redact.Text(e.Err.Error(), e.URL, e.URL, nil))
 			var oe *net.OpError

@@ -10,6 +10,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/heed-go/heed"
+	"github.com/heed-go/heed/internal/redact"
 	"github.com/heed-go/heed/internal/vocab"
 )
 
@@ -65,7 +66,7 @@ func requestAttrs(method string, u *url.URL, a []attribute.KeyValue) (string, []
 		return method, a
 	}
 	// Userinfo and query values often carry credentials: never record them.
-	a = append(a, semconv.URLFull(heed.RedactURL(u)))
+	a = append(a, semconv.URLFull(redact.URL(u)))
 	if host := u.Hostname(); host != "" {
 		a = append(a, semconv.ServerAddress(host))
 	}

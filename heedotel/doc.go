@@ -31,7 +31,7 @@
 //	...
 //	client := &http.Client{Transport: tr.Transport(t)}
 //
-// URLs are recorded through [heed.RedactURL]: userinfo and query values
+// URLs are recorded redacted, as heed redacts them: userinfo and query values
 // never reach a trace.
 //
 // # With otelhttp

@@ -20,8 +20,14 @@ func URL(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
-	if u.User == nil && u.RawQuery == "" {
-		return u.String()
+	return Copy(u).String()
+}
+
+// Copy returns u itself when it holds no userinfo or query, else a copy
+// with them redacted as [URL] redacts them.
+func Copy(u *url.URL) *url.URL {
+	if u == nil || u.User == nil && u.RawQuery == "" {
+		return u
 	}
 	r := *u
 	if r.User != nil {
@@ -38,7 +44,7 @@ func URL(u *url.URL) string {
 		}
 		r.RawQuery = strings.Join(parts, "&")
 	}
-	return r.String()
+	return &r
 }
 
 // Text returns s with the secrets of u that [URL] hides (its userinfo,
