@@ -12,7 +12,6 @@ import (
 	"github.com/heed-go/heed/internal/vocab"
 )
 
-
 // log returns the logger to use, or nil when logging is off.
 func (p *Policy) log() *slog.Logger {
 	if p.loggerSet {
