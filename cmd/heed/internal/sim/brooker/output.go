@@ -2,6 +2,7 @@ package brooker
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -119,9 +120,9 @@ func conclude(ns []int, ss []Strategy, cell map[[2]int]Point) []string {
 	}
 	var out []string
 	if len(full) > 0 {
-		least := slices.MinFunc(full, func(a, b Point) int { return cmpFloat(a.Work, b.Work) })
-		most := slices.MaxFunc(full, func(a, b Point) int { return cmpFloat(a.Work, b.Work) })
-		fast := slices.MinFunc(full, func(a, b Point) int { return cmpFloat(a.Time, b.Time) })
+		least := slices.MinFunc(full, func(a, b Point) int { return cmp.Compare(a.Work, b.Work) })
+		most := slices.MaxFunc(full, func(a, b Point) int { return cmp.Compare(a.Work, b.Work) })
+		fast := slices.MinFunc(full, func(a, b Point) int { return cmp.Compare(a.Time, b.Time) })
 		s := fmt.Sprintf("At N = %d, of the strategies whose clients all finished, %s did the least work: %.0f writes", n, least.Strategy, least.Work)
 		var than []string
 		if e, ok := cell[[2]int{n, int(Exponential)}]; ok && e.GaveUp == 0 && e.Strategy != least.Strategy {
@@ -146,30 +147,10 @@ func conclude(ns []int, ss []Strategy, cell map[[2]int]Point) []string {
 	return out
 }
 
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // WriteTable prints Tables(points), a blank line between tables. The same
 // points always give the same bytes.
 func WriteTable(w io.Writer, points []Point) error {
-	for i, t := range Tables(points) {
-		if i > 0 {
-			if _, err := io.WriteString(w, "\n"); err != nil {
-				return err
-			}
-		}
-		if err := t.Write(w); err != nil {
-			return err
-		}
-	}
-	return nil
+	return table.WriteAll(w, Tables(points))
 }
 
 // WriteCSV writes points in the model's backoff_results.csv format, one

@@ -21,17 +21,7 @@ import (
 // per rate, the success share and amplification per strategy, then the
 // top-level latency (p99 and max) the same way.
 func WriteTable(w io.Writer, cfg Config, ps []Point) error {
-	for i, t := range Tables(cfg, ps) {
-		if i > 0 {
-			if _, err := io.WriteString(w, "\n"); err != nil {
-				return err
-			}
-		}
-		if err := t.Write(w); err != nil {
-			return err
-		}
-	}
-	return nil
+	return table.WriteAll(w, Tables(cfg, ps))
 }
 
 // Tables lays out the points as WriteTable prints them.

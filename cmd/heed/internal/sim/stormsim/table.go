@@ -1,6 +1,7 @@
 package stormsim
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -85,9 +86,9 @@ func conclude(total int, rs []storm.Result) []string {
 		}
 		return out
 	}
-	fast := slices.MinFunc(done, func(a, b storm.Result) int { return cmpFloat(a.Makespan.Seconds(), b.Makespan.Seconds()) })
-	frugal := slices.MinFunc(done, func(a, b storm.Result) int { return cmpFloat(a.AttemptsPerSuccess(), b.AttemptsPerSuccess()) })
-	slow := slices.MaxFunc(done, func(a, b storm.Result) int { return cmpFloat(a.Makespan.Seconds(), b.Makespan.Seconds()) })
+	fast := slices.MinFunc(done, func(a, b storm.Result) int { return cmp.Compare(a.Makespan.Seconds(), b.Makespan.Seconds()) })
+	frugal := slices.MinFunc(done, func(a, b storm.Result) int { return cmp.Compare(a.AttemptsPerSuccess(), b.AttemptsPerSuccess()) })
+	slow := slices.MaxFunc(done, func(a, b storm.Result) int { return cmp.Compare(a.Makespan.Seconds(), b.Makespan.Seconds()) })
 	var s string
 	switch {
 	case len(done) == 1:
@@ -111,16 +112,6 @@ func conclude(total int, rs []storm.Result) []string {
 		s += " " + strings.Join(parts, ", ") + "."
 	}
 	return append(out, s)
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WriteTable prints Table(sc, rs).

@@ -111,6 +111,21 @@ func (t Table) Write(w io.Writer) error {
 
 // parts groups the column indexes into tables that fit MaxWidth, each
 // starting with the label columns.
+// WriteAll writes tables one after the other, a blank line between them.
+func WriteAll(w io.Writer, tables []Table) error {
+	for i, t := range tables {
+		if i > 0 {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		if err := t.Write(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (t Table) parts(widths []int) [][]int {
 	var labels []int
 	lw := 0
