@@ -526,7 +526,9 @@ func WithoutRetryBudget() Option {
 // its wait included, and a retry past the cap ends its call with
 // [ErrBudgetExhausted]. The ratio bounds retries over time; the cap
 // bounds a burst of them, when many calls fail at once before the ratio
-// has seen the failures. 0, the default, sets no cap.
+// has seen the failures. Retries of a 429 that wait as the server or the
+// pacer says are not counted, as the ratio does not charge them: the
+// server is healthy and sets their pace. 0, the default, sets no cap.
 func WithMaxConcurrentRetries(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {
