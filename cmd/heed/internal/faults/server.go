@@ -40,7 +40,7 @@ type Server struct {
 	once sync.Once
 
 	mu      sync.Mutex
-	seen    map[string]int         // times/then: requests seen per key
+	seen    map[string]int        // times/then: requests seen per key
 	buckets map[string]*storm.API // /limited: a bucket per key, rate and burst
 
 	mux *http.ServeMux
