@@ -157,7 +157,14 @@ func TestResets(t *testing.T) {
 	if resp.StatusCode != 200 || resp.ContentLength != 100 || !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("/reset/after-headers: %d, length %d, body read %v; want 200, 100 and a reset", resp.StatusCode, resp.ContentLength, err)
 	}
-	if got := s.Stats.Path("/reset/before-headers"); got.Requests != 1 || got.Resets != 1 {
+	// times=1: the first request of the key is reset, the next answered.
+	if _, err := c.Get(base + "/reset/before-headers?times=1&key=r"); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("times=1, first: %v, want a reset", err)
+	}
+	if resp, _ := mustGet(t, c, base+"/reset/before-headers?times=1&key=r"); resp.StatusCode != 200 {
+		t.Errorf("times=1, second: %d", resp.StatusCode)
+	}
+	if got := s.Stats.Path("/reset/before-headers"); got.Requests != 3 || got.Resets != 2 {
 		t.Errorf("stats of /reset/before-headers: %+v", got)
 	}
 }

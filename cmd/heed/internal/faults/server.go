@@ -94,6 +94,7 @@ func (s *Server) ResetCounters() {
 const Index = `heed faults: endpoints
   /status/{code}[?retry-after=S | ?retry-after=date&in=S][&ratelimit=LIMIT,REMAINING,RESET[,WINDOW]]
                  [&times=N&then=CODE&key=K]   answer code (the first N requests of key K), then CODE
+                                     (times/then/key work on /reset/* and /truncated too)
   /limited?rate=R&burst=B[&key=K]    token bucket: 200 while it holds a token, else 429 + Retry-After
   /reset/before-headers              TCP reset (RST) instead of an answer
   /reset/after-headers[?bytes=N]     status line and header promising N bytes, then a TCP reset
@@ -167,32 +168,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		bad(w, "status %q: want 200 to 599", r.PathValue("code"))
 		return
 	}
-	if q.Has("times") {
-		times, err := integer(q, "times", 0, 0, 1<<31)
-		if err != nil {
-			bad(w, "%v", err)
-			return
-		}
-		then, err := integer(q, "then", 200, 200, 599)
-		if err != nil {
-			bad(w, "%v", err)
-			return
-		}
-		s.mu.Lock()
-		k := key(r)
-		n, ok := s.seen[k]
-		if ok || len(s.seen) < maxKeys {
-			s.seen[k] = n + 1
-		}
-		s.mu.Unlock()
-		if int64(n) >= times {
-			io.Copy(io.Discard, io.LimitReader(r.Body, MaxEchoBody))
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(int(then))
-			fmt.Fprintf(w, "{\"status\":%d,\"request\":%d}\n", then, n+1)
-			return
-		}
-		w.Header().Set("X-Heed-Faults-Request", strconv.Itoa(n+1))
+	if s.passed(w, r) {
+		return
 	}
 	h := w.Header()
 	switch ra := q.Get("retry-after"); ra {
@@ -221,6 +198,43 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	fmt.Fprintf(w, "{\"status\":%d}\n", code)
+}
+
+// passed plays times=N&then=CODE, for /status and the resets and
+// truncation: the first N requests of the key get the fault, the others
+// are answered CODE (200 by default), which passed reports. A bad
+// parameter is answered 400, and passed reports true.
+func (s *Server) passed(w http.ResponseWriter, r *http.Request) bool {
+	q := r.URL.Query()
+	if !q.Has("times") {
+		return false
+	}
+	times, err := integer(q, "times", 0, 0, 1<<31)
+	if err != nil {
+		bad(w, "%v", err)
+		return true
+	}
+	then, err := integer(q, "then", 200, 200, 599)
+	if err != nil {
+		bad(w, "%v", err)
+		return true
+	}
+	s.mu.Lock()
+	k := key(r)
+	n, ok := s.seen[k]
+	if ok || len(s.seen) < maxKeys {
+		s.seen[k] = n + 1
+	}
+	s.mu.Unlock()
+	if int64(n) < times {
+		w.Header().Set("X-Heed-Faults-Request", strconv.Itoa(n+1))
+		return false
+	}
+	io.Copy(io.Discard, io.LimitReader(r.Body, MaxEchoBody))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(int(then))
+	fmt.Fprintf(w, "{\"status\":%d,\"request\":%d}\n", then, n+1)
+	return true
 }
 
 // rateLimitFields sets the IETF RateLimit and RateLimit-Policy fields and
@@ -297,6 +311,9 @@ func abort(c net.Conn) {
 }
 
 func (s *Server) resetBefore(w http.ResponseWriter, r *http.Request) {
+	if s.passed(w, r) {
+		return
+	}
 	c, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		http.Error(w, "heed faults: cannot reset over "+r.Proto, http.StatusNotImplemented)
@@ -310,6 +327,9 @@ func (s *Server) resetAfter(w http.ResponseWriter, r *http.Request) {
 	n, err := integer(r.URL.Query(), "bytes", defaultTruncN, 1, MaxBytes)
 	if err != nil {
 		bad(w, "%v", err)
+		return
+	}
+	if s.passed(w, r) {
 		return
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
@@ -337,6 +357,9 @@ func (s *Server) truncated(w http.ResponseWriter, r *http.Request) {
 	sent, err := integer(q, "sent", n/2, 0, n-1)
 	if err != nil {
 		bad(w, "%v", err)
+		return
+	}
+	if s.passed(w, r) {
 		return
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
