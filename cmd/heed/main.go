@@ -5,10 +5,16 @@
 //	heed sim brooker   Brooker's backoff-and-jitter contention model
 //	heed sim storm     the 429 storm in virtual time, at any scale
 //	heed sim chain     retry amplification through K tiers
+//	heed faults        serve endpoints that fail like real servers, for any
+//	                   client's tests; "heed faults proxy" injects faults in
+//	                   front of a real upstream
+//	heed get URL       curl that heeds: one request through heed's defaults,
+//	                   with curl's exit codes, for shell scripts
 //
 // Help (-h, -help or --help, anywhere) goes to stdout with exit status 0; a
 // bad command or flag prints one error line and a pointer to -h on stderr
-// and exits 2; a run that fails after its flags were accepted exits 1.
+// and exits 2; a run that fails after its flags were accepted exits 1
+// (heed get exits with curl's codes instead).
 package main
 
 import (
