@@ -388,7 +388,7 @@ func TestProxyAdmin(t *testing.T) {
 		Bandwidth   string             `json:"bandwidth"`
 		StatusRates map[string]float64 `json:"status_rates"`
 	}
-	if err := json.Unmarshal([]byte(body), &j); err != nil || j.Latency != "1ms" || j.Bandwidth != "1000000B/s" || len(j.StatusRates) != 0 {
+	if err := json.Unmarshal([]byte(body), &j); err != nil || j.Latency != "1ms" || j.Bandwidth != "1MB/s" || len(j.StatusRates) != 0 {
 		t.Errorf("GET /faults: %s (%v)", body, err)
 	}
 	for _, bad := range []string{`{"reset_rate":2}`, `{"status_rates":{"503":0.7},"reset_rate":0.5}`, `{"latency":"soon"}`, `{"nope":1}`} {
@@ -450,6 +450,11 @@ func TestParse(t *testing.T) {
 	for in, want := range map[string]int64{"": 0, "1MB/s": 1e6, "64KiB/s": 65536, "100": 100, "2.5KB": 2500} {
 		if got, err := ParseBandwidth(in); err != nil || got != want {
 			t.Errorf("ParseBandwidth(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, b := range []int64{0, 1e6, 65536, 1500, 7} {
+		if got, err := ParseBandwidth(FormatBandwidth(b)); err != nil || got != b {
+			t.Errorf("ParseBandwidth(FormatBandwidth(%d)) = %d, %v", b, got, err)
 		}
 	}
 	if _, err := ParseBandwidth("fast"); err == nil {

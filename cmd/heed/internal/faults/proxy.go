@@ -163,6 +163,14 @@ func ParseBandwidth(s string) (int64, error) {
 
 // FormatBandwidth writes b as ParseBandwidth reads it.
 func FormatBandwidth(b int64) string {
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GB", 1e9}, {"GiB", 1 << 30}, {"MB", 1e6}, {"MiB", 1 << 20}, {"KB", 1e3}, {"KiB", 1 << 10}} {
+		if b >= u.n && b%u.n == 0 {
+			return strconv.FormatInt(b/u.n, 10) + u.suffix + "/s"
+		}
+	}
 	if b == 0 {
 		return "0"
 	}
