@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,8 +324,8 @@ func fetch(ctx context.Context, rawURL string, f getFlags, hasData bool, stdout,
 			explain(errw, reason, method, req.Header)
 		}
 		fmt.Fprintf(errw, "< %s %s\n", resp.Proto, resp.Status)
-		for k, vs := range resp.Header {
-			for _, v := range vs {
+		for _, k := range slices.Sorted(maps.Keys(resp.Header)) {
+			for _, v := range resp.Header[k] {
 				fmt.Fprintf(errw, "< %s: %s\n", k, v)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heed-go/heed/cmd/heed/internal/faults"
 	"github.com/heed-go/heed/heedtest"
@@ -78,6 +79,8 @@ func TestGetExitCodes(t *testing.T) {
 		{[]string{"-m", "0.2", base + "/slow-headers?delay=10s"}, 28},
 		{[]string{"-m", "200ms", base + "/trickle?bytes=100&every=50ms"}, 28},
 		{[]string{base + "/redirect-loop"}, 47},
+		{[]string{"--attempts", "1", heedtest.NewFaultServer(t, []heedtest.Fault{{Kind: heedtest.AcceptClose}}).URL + "/"}, 52},
+		{[]string{"--attempts", "1", heedtest.NewFaultServer(t, nil).TLSURL + "/"}, 35},
 		{[]string{"ftp://example.com/"}, 3},
 		{[]string{}, 2},
 		{[]string{"a", "b"}, 2},
@@ -148,5 +151,23 @@ func TestGetHelp(t *testing.T) {
 	code, out, _ := runGet(t, "-h")
 	if code != 0 || !strings.Contains(out, "Usage: heed get [flags] URL") || !strings.Contains(out, "22  -f and the final status") {
 		t.Errorf("heed get -h: exit %d\n%s", code, out)
+	}
+}
+
+// The progress meter follows the body as it is written.
+func TestGetProgress(t *testing.T) {
+	var w, shown bytes.Buffer
+	now := time.Unix(0, 0)
+	m := newMeterAt(&shown, "heed get", false, false, func() time.Time { now = now.Add(700 * time.Millisecond); return now })
+	p := &progressWriter{w: &w, m: m, total: 4 << 20}
+	for range 4 {
+		p.Write(make([]byte, 1<<20))
+	}
+	if w.Len() != 4<<20 || !strings.Contains(shown.String(), "4194304/4194304 100.0%") {
+		t.Errorf("wrote %d bytes, meter showed:\n%s", w.Len(), shown.String())
+	}
+	// Not on a terminal: a buffer is not one.
+	if isTerminal(&shown) {
+		t.Error("a buffer counts as a terminal")
 	}
 }
