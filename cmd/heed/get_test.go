@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -79,7 +81,7 @@ func TestGetExitCodes(t *testing.T) {
 		{[]string{"-m", "0.2", base + "/slow-headers?delay=10s"}, 28},
 		{[]string{"-m", "200ms", base + "/trickle?bytes=100&every=50ms"}, 28},
 		{[]string{base + "/redirect-loop"}, 47},
-		{[]string{"--attempts", "1", heedtest.NewFaultServer(t, []heedtest.Fault{{Kind: heedtest.AcceptClose}}).URL + "/"}, 52},
+		{[]string{"--attempts", "1", emptyReply(t) + "/"}, 52},
 		{[]string{"--attempts", "1", heedtest.NewFaultServer(t, nil).TLSURL + "/"}, 35},
 		{[]string{"ftp://example.com/"}, 3},
 		{[]string{}, 2},
@@ -170,4 +172,34 @@ func TestGetProgress(t *testing.T) {
 	if isTerminal(&shown) {
 		t.Error("a buffer counts as a terminal")
 	}
+}
+
+// emptyReply starts a server that reads each request's header and closes
+// the connection without a word (a FIN, not a reset: the request was read).
+func emptyReply(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return "http://" + ln.Addr().String()
 }
