@@ -5,10 +5,16 @@
 //	heed sim brooker   Brooker's backoff-and-jitter contention model
 //	heed sim storm     the 429 storm in virtual time, at any scale
 //	heed sim chain     retry amplification through K tiers
+//	heed faults        serve endpoints that fail like real servers, for any
+//	                   client's tests; "heed faults proxy" injects faults in
+//	                   front of a real upstream
+//	heed get URL       curl that heeds: one request through heed's defaults,
+//	                   with curl's exit codes, for shell scripts
 //
 // Help (-h, -help or --help, anywhere) goes to stdout with exit status 0; a
 // bad command or flag prints one error line and a pointer to -h on stderr
-// and exits 2; a run that fails after its flags were accepted exits 1.
+// and exits 2; a run that fails after its flags were accepted exits 1
+// (heed get exits with curl's codes instead).
 package main
 
 import (
@@ -29,8 +35,11 @@ Usage:
   heed sim brooker [flags]    Brooker's contention model: work and time against N
   heed sim storm [flags]      the 429 storm in virtual time, heed beside plain strategies
   heed sim chain [flags]      retry amplification through K tiers
+  heed faults [flags]         serve endpoints that fail like real servers, for any client's tests
+  heed faults proxy [flags]   inject resets, statuses, latency and slow bodies before an upstream
+  heed get [flags] URL        fetch a URL through heed, curl-like, for shell scripts
 
-Run "heed demo -h" or "heed sim MODEL -h" for the flags.
+Run "heed COMMAND -h" (such as "heed demo -h", "heed sim storm -h") for the flags.
 `
 
 func main() {
@@ -50,6 +59,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if ue, ok := errors.AsType[*usageError](err); ok {
 		fmt.Fprintf(stderr, "%s: %v\nRun \"%s -h\" for usage.\n", ue.prog(), ue.err, ue.prog())
 		return 2
+	}
+	if ee, ok := errors.AsType[*exitError](err); ok {
+		return ee.code // the command said why, unless told to be silent
 	}
 	if errors.Is(err, errNoCommand) {
 		return 2 // the usage was the message
@@ -89,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demo(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return sim(ctx, args[1:], stdout, stderr)
+	case "faults":
+		return faultsCmd(ctx, args[1:], stdout, stderr)
+	case "get":
+		return get(ctx, args[1:], stdout, stderr)
 	case "help":
 		if len(args) > 1 { // "heed help sim storm" is "heed sim storm -h"
 			return run(ctx, append(slices.Clone(args[1:]), "-h"), stdout, stderr)
