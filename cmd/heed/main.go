@@ -5,6 +5,7 @@
 //	heed sim brooker   Brooker's backoff-and-jitter contention model
 //	heed sim storm     the 429 storm in virtual time, at any scale
 //	heed sim chain     retry amplification through K tiers
+//	heed proxy         a reverse proxy sending every request through heed
 //
 // Help (-h, -help or --help, anywhere) goes to stdout with exit status 0; a
 // bad command or flag prints one error line and a pointer to -h on stderr
@@ -29,8 +30,9 @@ Usage:
   heed sim brooker [flags]    Brooker's contention model: work and time against N
   heed sim storm [flags]      the 429 storm in virtual time, heed beside plain strategies
   heed sim chain [flags]      retry amplification through K tiers
+  heed proxy [flags]          a reverse proxy that sends every request through heed
 
-Run "heed demo -h" or "heed sim MODEL -h" for the flags.
+Run "heed demo -h", "heed sim MODEL -h" or "heed proxy -h" for the flags.
 `
 
 func main() {
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demo(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return sim(ctx, args[1:], stdout, stderr)
+	case "proxy":
+		return runProxy(ctx, args[1:], stdout, stderr)
 	case "help":
 		if len(args) > 1 { // "heed help sim storm" is "heed sim storm -h"
 			return run(ctx, append(slices.Clone(args[1:]), "-h"), stdout, stderr)
