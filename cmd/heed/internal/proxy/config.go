@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,7 +134,11 @@ func Load(path string) (*Config, error) {
 func Parse(file string, data []byte) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %v", file, strings.TrimPrefix(err.Error(), "yaml: "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			return nil, fmt.Errorf("%s:%s: %s", file, m[1], m[2])
+		}
+		return nil, fmt.Errorf("%s: %s", file, msg)
 	}
 	d := &decoder{file: file, dir: dirOf(file)}
 	c := defaults()
@@ -188,6 +193,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	return &c, nil
 }
+
+// yamlLine picks the line out of the YAML parser's errors.
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // FromFlags builds the configuration of the one-route case.
 func FromFlags(listen, upstream, prefix, admin string) (*Config, error) {
@@ -604,6 +612,22 @@ func (d *decoder) route(n *yaml.Node, path string) Route {
 	}
 	if r.Upstream != nil && r.Upstream.Scheme != "https" && (r.TLS.CertFile != "" || r.TLS.CAFile != "") {
 		d.errf(d.lineOf(n, "tls"), join(path, "tls"), "needs an https upstream")
+	}
+	p := r.Policy
+	if p.NoRetryBudget && p.MaxConcurrentRetries > 0 {
+		d.errf(d.lineOf(n, "max_concurrent_retries"), join(path, "max_concurrent_retries"), "the cap is part of the retry budget, which retry_budget.enabled: false turns off")
+	}
+	if p.NoBreaker && (p.FailureRatio > 0 || p.MinCalls > 0 || p.ConsecutiveFailures > 0 || p.OpenTimeout > 0) {
+		d.errf(d.lineOf(n, "breaker"), join(path, "breaker"), "settings given for a breaker that enabled: false turns off")
+	}
+	if p.NoRetryBudget && (p.BudgetPercent != nil || p.BudgetMinPerSecond != nil) {
+		d.errf(d.lineOf(n, "retry_budget"), join(path, "retry_budget"), "settings given for a budget that enabled: false turns off")
+	}
+	if !p.Hedging && (p.HedgeDelay > 0 || p.HedgePercentile > 0 || p.MaxHedges > 0) {
+		d.errf(d.lineOf(n, "hedging"), join(path, "hedging"), "settings given without enabled: true")
+	}
+	if !p.StaleIfError && (p.StaleMaxBytes > 0 || p.StaleMaxStale > 0) {
+		d.errf(d.lineOf(n, "stale_if_error"), join(path, "stale_if_error"), "settings given without enabled: true")
 	}
 	if r.Name == "" {
 		r.Name = path
