@@ -651,7 +651,7 @@ func (d *decoder) crossCheck(c *Config) {
 			d.errs = append(d.errs, fmt.Errorf("%s:%d: %s: matches the same listen, host and prefix as routes[%d]", d.file, r.line, path, j))
 		}
 		matches[m] = i
-		if c.Admin != "" && r.Listen == c.Admin {
+		if c.Admin != "" && r.Listen == c.Admin && !strings.HasSuffix(c.Admin, ":0") {
 			d.errs = append(d.errs, fmt.Errorf("%s:%d: %s.listen: is the admin address", d.file, r.line, path))
 		}
 		if _, err := heed.NewPolicy(r.Policy.options()...); err != nil {
