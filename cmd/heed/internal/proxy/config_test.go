@@ -202,3 +202,37 @@ func TestMatchPrefix(t *testing.T) {
 		}
 	}
 }
+
+// The example configuration of docs/proxy.md parses (its tls block aside:
+// the files are not there).
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile("../../../../docs/proxy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	yml, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in docs/proxy.md")
+	}
+	var kept []string
+	skip := false
+	for line := range strings.Lines(yml) {
+		if strings.TrimSpace(line) == "tls:" {
+			skip = true
+			continue
+		}
+		if skip && strings.HasPrefix(line, "      ") {
+			continue
+		}
+		skip = false
+		kept = append(kept, line)
+	}
+	c, err := Parse("proxy.md", []byte(strings.Join(kept, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 3 || c.Routes[2].Policy.Rate != 8 {
+		t.Errorf("%+v", c.Routes)
+	}
+}

@@ -190,3 +190,38 @@ func TestErrorStatus(t *testing.T) {
 		t.Errorf("canceled: %d", w.Code)
 	}
 }
+
+func TestRewriteAndHostMatching(t *testing.T) {
+	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s?%s host=%s xff=%s conn=%q", r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Hop"))
+	}))
+	const l = "127.0.0.1:0"
+	s := startInProcess(t, "routes:\n"+
+		routeYAML(l, up.URL+"/base", "name: strip", "prefix: /p", "strip_prefix: true")+
+		routeYAML(l, up.URL, "name: named", "host: svc.internal", "preserve_host: true")+
+		routeYAML(l, up.URL, "name: any"))
+	addr := s.Addr(l)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	upHost := strings.TrimPrefix(up.URL, "http://")
+	for _, c := range []struct{ host, path, want string }{
+		{addr, "/p/x?q=1", "GET /base/x?q=1 host=" + upHost + " xff=127.0.0.1"},
+		{"svc.internal:80", "/p/x", "GET /p/x? host=svc.internal:80 xff=127.0.0.1"},
+		{addr, "/other", "GET /other? host=" + upHost + " xff=127.0.0.1"},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+addr+c.path, nil)
+		req.Host = c.host
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		req.Header.Set("Connection", "X-Hop")
+		req.Header.Set("X-Hop", "dropped")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(b), c.want) || !strings.HasSuffix(string(b), `conn=""`) {
+			t.Errorf("%s %s: %q, want %q", c.host, c.path, b, c.want)
+		}
+	}
+}
