@@ -5,6 +5,7 @@
 //	heed sim brooker   Brooker's backoff-and-jitter contention model
 //	heed sim storm     the 429 storm in virtual time, at any scale
 //	heed sim chain     retry amplification through K tiers
+//	heed proxy         a reverse proxy sending every request through heed
 //	heed faults        serve endpoints that fail like real servers, for any
 //	                   client's tests; "heed faults proxy" injects faults in
 //	                   front of a real upstream
@@ -35,6 +36,7 @@ Usage:
   heed sim brooker [flags]    Brooker's contention model: work and time against N
   heed sim storm [flags]      the 429 storm in virtual time, heed beside plain strategies
   heed sim chain [flags]      retry amplification through K tiers
+  heed proxy [flags]          a sidecar: a reverse proxy that sends every request through heed
   heed faults [flags]         serve endpoints that fail like real servers, for any client's tests
   heed faults proxy [flags]   inject resets, statuses, latency and slow bodies before an upstream
   heed get [flags] URL        fetch a URL through heed, curl-like, for shell scripts
@@ -101,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demo(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return sim(ctx, args[1:], stdout, stderr)
+	case "proxy":
+		return runProxy(ctx, args[1:], stdout, stderr)
 	case "faults":
 		return faultsCmd(ctx, args[1:], stdout, stderr)
 	case "get":
