@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/heed-go/heed/internal/storm"
 )
 
 //go:embed client.py
@@ -26,10 +28,24 @@ func main() {
 	threads := flag.Int("threads", 50, "Python threads")
 	perThread := flag.Int("requests", 10, "GETs per thread")
 	rounds := flag.Int("rounds", 1, "rounds of each")
+	retryAfter := flag.String("retry-after", "seconds", "the 429's Retry-After: seconds, date or none")
+	noRateLimit := flag.Bool("no-ratelimit-headers", false, "send no X-RateLimit-* fields")
 	flag.Parse()
+	server := storm.DefaultServer
+	server.NoRateLimitHeaders = *noRateLimit
+	switch *retryAfter {
+	case "seconds":
+	case "date":
+		server.RetryAfter = storm.RetryAfterDate
+	case "none":
+		server.RetryAfter = storm.RetryAfterNone
+	default:
+		fmt.Fprintf(os.Stderr, "pystorm: -retry-after %q: want seconds, date or none\n", *retryAfter)
+		os.Exit(2)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	rows, err := Run(ctx, Config{HeedBin: *heedBin, Threads: *threads, PerThread: *perThread, Rounds: *rounds, Log: os.Stderr})
+	rows, err := Run(ctx, Config{Server: server, HeedBin: *heedBin, Threads: *threads, PerThread: *perThread, Rounds: *rounds, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pystorm:", err)
 		os.Exit(1)

@@ -21,7 +21,8 @@ import (
 
 // Config is one comparison.
 type Config struct {
-	HeedBin            string // the heed binary; empty: the direct run only
+	Server             storm.ServerConfig // the API; the zero value is storm.DefaultServer
+	HeedBin            string             // the heed binary; empty: the direct run only
 	Threads, PerThread int
 	Rounds             int
 	Log                io.Writer // progress; nil for none
@@ -70,7 +71,11 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if err := os.WriteFile(script, clientPy, 0o600); err != nil {
 		return nil, err
 	}
-	sc := storm.Scenario{Server: storm.DefaultServer, Clients: cfg.Threads, PerClient: cfg.PerThread}
+	server := cfg.Server
+	if server == (storm.ServerConfig{}) {
+		server = storm.DefaultServer
+	}
+	sc := storm.Scenario{Server: server, Clients: cfg.Threads, PerClient: cfg.PerThread}
 	var rows []Row
 	for round := 0; round < max(1, cfg.Rounds); round++ {
 		paths := []string{"direct"}
