@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -52,7 +53,11 @@ type listener struct {
 // Start opens the listeners of cfg and serves them. logger receives the
 // access log and heed's own log lines.
 func Start(cfg *Config, logger *slog.Logger) (*Server, error) {
-	s := &Server{logger: logger, reg: prometheus.NewRegistry(), cfg: cfg, listeners: map[string]*listener{}}
+	reg := prometheus.NewRegistry()
+	// The process's own health beside heed's: goroutines, memory, file
+	// descriptors, so a sidecar's leaks show on the same page.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{logger: logger, reg: reg, cfg: cfg, listeners: map[string]*listener{}}
 	t, err := s.build(cfg, nil)
 	if err != nil {
 		return nil, err
