@@ -62,7 +62,7 @@ func TestParseWrkWithoutLatency(t *testing.T) {
 
 func TestParseWrkDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{
-		"0.00us": 0, "526.00us": 526 * time.Microsecond, "1.78ms": 1780 * time.Microsecond,
+		"0.00us": 0, "526.00us": 526 * time.Microsecond, "1.78ms": 1780 * time.Microsecond, "2.07ms": 2070 * time.Microsecond,
 		"2.00s": 2 * time.Second, "1.50m": 90 * time.Second, "1.00h": time.Hour,
 	} {
 		got, err := parseWrkDuration(in)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -98,7 +99,7 @@ func parseWrkDuration(s string) (time.Duration, error) {
 			if err != nil || v < 0 {
 				return 0, fmt.Errorf("wrk: latency %q", s)
 			}
-			return time.Duration(v * float64(u.d)), nil
+			return time.Duration(math.Round(v * float64(u.d))), nil
 		}
 	}
 	return 0, fmt.Errorf("wrk: latency %q has no known unit", s)
