@@ -137,7 +137,11 @@ func lookTool(name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s not found on PATH nor in /usr/sbin (install it, e.g. apt-get install %s, or leave its contender out with -only)", name, name)
+	hint := ", or leave its contender out with -only"
+	if name == "wrk" {
+		hint = ""
+	}
+	return "", fmt.Errorf("%s not found on PATH nor in /usr/sbin (install it, e.g. apt-get install %s%s)", name, name, hint)
 }
 
 func run(ctx context.Context, o options) (rows []*Row, notes []string, err error) {
