@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -530,6 +531,10 @@ func (s *Server) adminHandler() http.Handler {
 			plain(w, http.StatusOK, "ready")
 		}
 	})
+	// Profiles, on the loopback-only admin listener: where a sidecar
+	// spends its time is the first question when it is slow.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
