@@ -68,9 +68,9 @@ func Middleware(next http.Handler) http.Handler {
 		if n, err := strconv.Atoi(r.Header.Get(HeaderAttempt)); err == nil && n >= 2 {
 			ctx = context.WithValue(ctx, tierctx.CallKey{}, tierctx.Above{}) // a retry loop above: heed calls below make one attempt
 		}
-		ts := &tierctx.State{}
-		ctx = tierctx.WithState(ctx, ts)
-		next.ServeHTTP(&writer{ResponseWriter: w, state: ts}, r.WithContext(ctx))
+		tw := &writer{ResponseWriter: w} // with the State, one allocation
+		tw.state.Context = ctx
+		next.ServeHTTP(tw, r.WithContext(&tw.state))
 	})
 }
 
@@ -91,7 +91,7 @@ func parseTimeout(v string) (time.Duration, bool) {
 // handler has given up.
 type writer struct {
 	http.ResponseWriter
-	state       *tierctx.State
+	state       tierctx.State
 	wroteHeader bool
 }
 

@@ -25,8 +25,21 @@ type CallKey struct{}
 type Above struct{}
 
 // State records, for one request a tier serves, whether one of its heed
-// calls gave up on a dependency, and why.
-type State struct{ gaveUp atomic.Pointer[string] }
+// calls gave up on a dependency, and why. It is also the request's context
+// (its parent's, carrying the State), which saves the middleware an
+// allocation per request.
+type State struct {
+	context.Context
+	gaveUp atomic.Pointer[string]
+}
+
+// Value answers the State's own key with the State.
+func (s *State) Value(key any) any {
+	if key == (stateKey{}) {
+		return s
+	}
+	return s.Context.Value(key)
+}
 
 // GiveUp records that a heed call gave up, for the reason token.
 func (s *State) GiveUp(token string) { s.gaveUp.Store(&token) }
@@ -40,11 +53,6 @@ func (s *State) Reason() (string, bool) {
 }
 
 type stateKey struct{}
-
-// WithState returns ctx carrying s.
-func WithState(ctx context.Context, s *State) context.Context {
-	return context.WithValue(ctx, stateKey{}, s)
-}
 
 // StateFrom returns the State ctx carries, or nil.
 func StateFrom(ctx context.Context) *State {

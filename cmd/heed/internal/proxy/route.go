@@ -141,6 +141,9 @@ func transports(r Route) (*http.Transport, *http.Transport, error) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: 0, // heed's attempt timeout bounds it when set
+		// A proxy passes bodies as the upstream encodes them: no gzip
+		// asked for on the client's behalf, none undone.
+		DisableCompression: true,
 	}
 	plain := base.Clone()
 	plain.ForceAttemptHTTP2 = false

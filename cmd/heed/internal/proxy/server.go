@@ -382,7 +382,12 @@ func (s *Server) routeHandler(addr string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		t := s.table.Load()
-		lw := &logWriter{ResponseWriter: w}
+		var lw http.ResponseWriter = w
+		var logged *logWriter
+		if t.cfg.AccessLog { // the status and size are wanted only for the log
+			logged = &logWriter{ResponseWriter: w}
+			lw = logged
+		}
 		var rt *route
 		switch {
 		case r.Method == http.MethodConnect:
@@ -409,7 +414,7 @@ func (s *Server) routeHandler(addr string) http.Handler {
 			name, upstream = rt.cfg.Name, rt.cfg.Upstream.String()
 		}
 		attempts, _ := strconv.Atoi(lw.Header().Get(HeaderAttempts))
-		status := lw.status
+		status := logged.status
 		if status == 0 {
 			status = http.StatusOK
 		}
@@ -420,7 +425,7 @@ func (s *Server) routeHandler(addr string) http.Handler {
 			slog.Int("status", status),
 			slog.Int("attempts", attempts),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-			slog.Int64("bytes", lw.bytes),
+			slog.Int64("bytes", logged.bytes),
 			slog.String("upstream", upstream),
 		)
 		s.logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
