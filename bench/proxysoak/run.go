@@ -9,13 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/heed-go/heed/bench/internal/sidecar"
 )
 
 // Config is one soak.
@@ -96,35 +97,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	go backend.Serve(bl)
 	defer backend.Close()
 
-	faultAddr, err := freeAddr()
+	faultAddr, err := sidecar.FreeAddr()
 	if err != nil {
 		return Report{}, err
 	}
-	faults, err := start(ctx, cfg.HeedBin, "faults", "proxy", "-listen", faultAddr, "-upstream", "http://"+bl.Addr().String(),
+	faults, err := sidecar.Start(ctx, cfg.HeedBin, "faults", "proxy", "-listen", faultAddr, "-upstream", "http://"+bl.Addr().String(),
 		"-reset-rate", fmt.Sprint(cfg.ResetRate), "-status-rate", cfg.StatusRate, "-bandwidth", cfg.Bandwidth)
 	if err != nil {
 		return Report{}, fmt.Errorf("heed faults proxy: %w", err)
 	}
-	defer stopProc(faults)
-	if err := waitTCP(faultAddr); err != nil {
+	defer sidecar.Stop(faults)
+	if err := sidecar.WaitListening(faultAddr); err != nil {
 		return Report{}, fmt.Errorf("heed faults proxy: %w", err)
 	}
-	addr, err := freeAddr()
+	addr, admin, proxy, err := sidecar.StartProxy(ctx, cfg.HeedBin, "http://"+faultAddr)
 	if err != nil {
 		return Report{}, err
 	}
-	admin, err := freeAddr()
-	if err != nil {
-		return Report{}, err
-	}
-	proxy, err := start(ctx, cfg.HeedBin, "proxy", "-listen", addr, "-upstream", "http://"+faultAddr, "-admin", admin, "-access-log=false")
-	if err != nil {
-		return Report{}, fmt.Errorf("heed proxy: %w", err)
-	}
-	defer stopProc(proxy)
-	if err := waitReady(admin); err != nil {
-		return Report{}, err
-	}
+	defer sidecar.Stop(proxy)
 
 	client := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Workers}, Timeout: 2 * time.Minute}
@@ -280,63 +270,4 @@ func sample(pid int, admin string) (Sample, error) {
 		}
 	}
 	return s, nil
-}
-
-func start(ctx context.Context, bin string, args ...string) (*exec.Cmd, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stderr = os.Stderr
-	return cmd, cmd.Start()
-}
-
-func stopProc(cmd *exec.Cmd) {
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitTCP(addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not listen within 10 s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func waitReady(admin string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return errors.New("heed proxy did not become ready within 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

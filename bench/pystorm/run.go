@@ -7,15 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
+	"github.com/heed-go/heed/bench/internal/sidecar"
 	"github.com/heed-go/heed/internal/storm"
 )
 
@@ -105,11 +103,11 @@ func runOnce(ctx context.Context, cfg Config, sc storm.Scenario, script string, 
 	defer srv.Close()
 	url := srv.URL + "/items"
 	if viaProxy {
-		addr, stop, err := startProxy(ctx, cfg.HeedBin, srv.URL)
+		addr, _, proxy, err := sidecar.StartProxy(ctx, cfg.HeedBin, srv.URL)
 		if err != nil {
 			return Row{}, err
 		}
-		defer stop()
+		defer sidecar.Stop(proxy)
 		url = "http://" + addr + "/items"
 	}
 	out, err := exec.CommandContext(ctx, "python3", script, url, fmt.Sprint(cfg.Threads), fmt.Sprint(cfg.PerThread)).Output()
@@ -126,60 +124,6 @@ func runOnce(ctx context.Context, cfg Config, sc storm.Scenario, script string, 
 		Makespan: time.Duration(res.Makespan * float64(time.Second)),
 		Optimal:  sc.Optimal(),
 	}, nil
-}
-
-// startProxy starts `heed proxy` in front of upstream with heed's
-// defaults and waits until it is ready; stop ends it with SIGTERM.
-func startProxy(ctx context.Context, bin, upstream string) (addr string, stop func(), err error) {
-	addr, err = freeAddr()
-	if err != nil {
-		return "", nil, err
-	}
-	admin, err := freeAddr()
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.CommandContext(ctx, bin, "proxy", "-listen", addr, "-upstream", upstream, "-admin", admin, "-access-log=false")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop = func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr, stop, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, errors.New("heed proxy did not become ready within 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // WriteTable prints the rows as a Markdown table; makespan/optimal is n/a
