@@ -57,15 +57,17 @@ requests in flight get the grace period to finish. See docs/proxy.md.`)
 			return c.bad(err)
 		}
 	}
-	if set["grace"] {
-		if *grace <= 0 {
-			return c.bad(errors.New("-grace must be positive"))
-		}
-		cfg.Grace = *grace
+	if set["grace"] && *grace <= 0 {
+		return c.bad(errors.New("-grace must be positive"))
 	}
-	if set["access-log"] {
-		cfg.AccessLog = *accessLog
+	override := func(cfg *proxy.Config) { // also after each reload
+		if set["grace"] {
+			cfg.Grace = *grace
+		}
+		if set["access-log"] {
+			cfg.AccessLog = *accessLog
+		}
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	return proxy.Run(ctx, cfg, *config, logger)
+	return proxy.Run(ctx, cfg, *config, override, logger)
 }

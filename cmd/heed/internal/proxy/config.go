@@ -677,6 +677,11 @@ func parseUpstream(s string) (*url.URL, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("bad URL %q: no userinfo, query or fragment", s)
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("bad URL %q: the port must be 1 to 65535", s)
+		}
+	}
 	return u, nil
 }
 

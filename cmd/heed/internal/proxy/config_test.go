@@ -100,6 +100,8 @@ func TestParseErrors(t *testing.T) {
 		{"URL without host", "routes:\n  - listen: 127.0.0.1:8080\n    upstream: http://\n",
 			"proxy.yaml:3: routes[0].upstream: bad URL \"http://\": no host"},
 		{"no upstream", "routes:\n  - listen: 127.0.0.1:8080\n", "proxy.yaml:2: routes[0].upstream: required"},
+		{"upstream port out of range", "routes:\n  - listen: 127.0.0.1:8080\n    upstream: http://127.0.0.1:99999\n",
+			"proxy.yaml:3: routes[0].upstream: bad URL \"http://127.0.0.1:99999\": the port must be 1 to 65535"},
 		{"no listen", "routes:\n  - upstream: http://x\n", "proxy.yaml:2: routes[0].listen: required"},
 		{"bad listen", "routes:\n  - listen: 8080\n    upstream: http://x\n", "proxy.yaml:2: routes[0].listen: bad address \"8080\""},
 		{"admin not loopback", "admin: 0.0.0.0:9090\n" + head, "proxy.yaml:1: admin: \"0.0.0.0:9090\" is not a loopback address"},

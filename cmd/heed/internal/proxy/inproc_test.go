@@ -309,3 +309,114 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
+
+// What the proxy refuses before any upstream sees it: a path with dot
+// segments (an upstream resolving them would serve outside the route's
+// prefix) and an upgrade to anything but WebSocket (h2c would carry
+// requests past the routes).
+func TestRefusesEscapes(t *testing.T) {
+	var hits sync.Map
+	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Store(r.URL.Path, true)
+	}))
+	const l = "127.0.0.1:0"
+	s := startInProcess(t, "routes:\n"+routeYAML(l, up.URL+"/echo", "prefix: /v1"))
+	addr := s.Addr(l)
+	for _, c := range []struct {
+		path    string
+		upgrade string
+	}{
+		{"/v1/../../status/418", ""},
+		{"/v1/%2e%2e/%2e%2e/status/418", ""},
+		{"/v1/./x", ""},
+		{"/v1/x", "h2c"},
+		{"/v1/x", "websocket, h2c"},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := "GET " + c.path + " HTTP/1.1\r\nHost: " + addr + "\r\n"
+		if c.upgrade != "" {
+			req += "Connection: Upgrade\r\nUpgrade: " + c.upgrade + "\r\n"
+		}
+		fmt.Fprint(conn, req+"\r\n")
+		buf := make([]byte, 256)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := io.ReadAtLeast(conn, buf, 12)
+		conn.Close()
+		if got := string(buf[:n]); !strings.HasPrefix(got, "HTTP/1.1 400") {
+			t.Errorf("%s (upgrade %q): %q, want 400", c.path, c.upgrade, got)
+		}
+	}
+	hits.Range(func(k, _ any) bool {
+		t.Errorf("the upstream saw %v", k)
+		return true
+	})
+}
+
+// A body heed cannot keep to send again is sent once, and the upstream's
+// answer to it, with its Retry-After, is the client's.
+func TestUnreplayableBodyKeepsUpstreamAnswer(t *testing.T) {
+	var n int32
+	var mu sync.Mutex
+	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.Header().Set("Retry-After", "7")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	const l = "127.0.0.1:0"
+	s := startInProcess(t, "routes:\n"+routeYAML(l, up.URL))
+	big := strings.Repeat("x", 2<<20) // past heed's 1 MiB body buffer
+	req, _ := http.NewRequest(http.MethodPut, "http://"+s.Addr(l)+"/items/1", io.NopCloser(strings.NewReader(big)))
+	req.ContentLength = int64(len(big))
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "7" || n != 1 {
+		t.Errorf("got %d Retry-After %q after %d upstream requests, want the upstream's 503 with 7, once", resp.StatusCode, resp.Header.Get("Retry-After"), n)
+	}
+}
+
+// The proxy hands a chunked JSON stream on as it comes, header first.
+func TestStreamsWithoutReadAhead(t *testing.T) {
+	release := make(chan struct{})
+	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"event":1}`)
+		w.(http.Flusher).Flush()
+		<-release // the rest comes only once the client has the first line
+		fmt.Fprintln(w, `{"event":2}`)
+	}))
+	const l = "127.0.0.1:0"
+	s := startInProcess(t, "routes:\n"+routeYAML(l, up.URL))
+	// Held back, the header would never come: the upstream waits for the
+	// client. The timeout turns that into a failure.
+	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 5 * time.Second}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + s.Addr(l) + "/watch")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line := make([]byte, len(`{"event":1}`)+1)
+	_, err = io.ReadFull(resp.Body, line)
+	close(release)
+	if err != nil || string(line) != "{\"event\":1}\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "{\"event\":2}\n" {
+		t.Errorf("rest %q", rest)
+	}
+}

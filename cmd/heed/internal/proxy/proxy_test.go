@@ -97,7 +97,7 @@ type proc struct {
 
 // startProxy writes cfg (YAML, with ADMIN replaced by a free loopback
 // address) to a file, starts heed proxy on it and waits for /readyz.
-func startProxy(t *testing.T, cfg string) *proc {
+func startProxy(t *testing.T, cfg string, args ...string) *proc {
 	t.Helper()
 	admin := freeAddr(t)
 	path := filepath.Join(t.TempDir(), "proxy.yaml")
@@ -109,7 +109,7 @@ func startProxy(t *testing.T, cfg string) *proc {
 		t: t, config: path, admin: admin, stderr: &syncBuffer{}, done: make(chan error, 1),
 		client: &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second},
 	}
-	p.cmd = exec.Command(heedBin, "proxy", "-config", path)
+	p.cmd = exec.Command(heedBin, append([]string{"proxy", "-config", path}, args...)...)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -638,5 +638,31 @@ sys.exit(1 if bad else 0)
 	}
 	if got := total.Load(); got != 2*n {
 		t.Errorf("upstream saw %d requests, want %d", got, 2*n)
+	}
+}
+
+// The command line's settings hold across a reload: a file reloaded on
+// SIGHUP does not turn the access log back on.
+func TestReloadKeepsFlags(t *testing.T) {
+	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	a, b := freeAddr(t), freeAddr(t)
+	p := startProxy(t, "access_log: true\nroutes:\n"+routeYAML(a, up.URL, "name: a"), "-access-log=false")
+	p.get("http://" + a + "/one")
+	admin := "admin: " + p.admin + "\naccess_log: true\n"
+	if err := os.WriteFile(p.config, []byte(admin+"routes:\n"+routeYAML(a, up.URL, "name: a")+routeYAML(b, up.URL, "name: b")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGHUP)
+	eventually(t, "route b serving", func() bool {
+		resp, err := p.client.Get("http://" + b + "/two")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	p.get("http://" + a + "/three")
+	if strings.Contains(p.stderr.String(), `"msg":"request"`) {
+		t.Errorf("an access log line despite -access-log=false:\n%s", p.stderr.String())
 	}
 }

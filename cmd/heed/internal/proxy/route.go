@@ -162,7 +162,11 @@ func newRoute(cfg Route, logger *slog.Logger) (*route, error) {
 	}
 	rl := logger.With("route", cfg.Name)
 	m := heedprom.New()
-	opts := append(cfg.Policy.options(), heed.WithBase(base), heed.WithHook(m), heed.WithLogger(rl))
+	// No read-ahead: a proxy hands the upstream's answer on as it comes,
+	// header first, so streams and slow bodies reach the client at once;
+	// a body cut short reaches the client cut short, as it would without
+	// the proxy.
+	opts := append(cfg.Policy.options(), heed.WithResponseBuffer(0), heed.WithBase(base), heed.WithHook(m), heed.WithLogger(rl))
 	p, err := heed.NewPolicy(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("route %s: %w", cfg.Name, err)
@@ -241,9 +245,14 @@ func errorStatus(req *http.Request, err error) (status int, reason string) {
 	if isHeed {
 		reason = vocab.Reason(he.Reason)
 	}
+	var se *heed.StatusError
 	switch {
 	case req.Context().Err() != nil && errors.Is(context.Cause(req.Context()), context.Canceled):
 		return statusClientClosed, "canceled"
+	case errors.Is(err, heed.ErrBodyNotReplayable) && errors.As(err, &se):
+		// The upstream answered a body heed could not keep to send again:
+		// its answer is the client's.
+		return se.StatusCode, reason
 	case errors.Is(err, heed.ErrBreakerOpen), errors.Is(err, heed.ErrBudgetExhausted),
 		errors.Is(err, heed.ErrThrottled), errors.Is(err, heed.ErrWaitTooLong):
 		if !isHeed {
@@ -279,7 +288,12 @@ func writeError(w http.ResponseWriter, req *http.Request, err error, logger *slo
 	} else {
 		h.Set(HeaderAttempts, "1")
 	}
-	if status == http.StatusServiceUnavailable {
+	var se *heed.StatusError
+	if errors.Is(err, heed.ErrBodyNotReplayable) && errors.As(err, &se) {
+		if ra := se.Header.Get("Retry-After"); ra != "" {
+			h.Set("Retry-After", ra)
+		}
+	} else if status == http.StatusServiceUnavailable {
 		secs := 1
 		if he != nil && !he.RetryAt.IsZero() {
 			secs = int(math.Ceil(time.Until(he.RetryAt).Seconds()))

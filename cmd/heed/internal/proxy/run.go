@@ -11,8 +11,13 @@ import (
 // Run serves cfg until ctx ends or the process gets SIGTERM or SIGINT,
 // then shuts down gracefully. On SIGHUP it reloads the configuration from
 // configPath (when not empty); a configuration that fails to load is
-// logged and the one in force kept.
-func Run(ctx context.Context, cfg *Config, configPath string, logger *slog.Logger) error {
+// logged and the one in force kept. override, if not nil, is applied to
+// every configuration loaded, the first and each reload: the command
+// line's settings win over the file's every time.
+func Run(ctx context.Context, cfg *Config, configPath string, override func(*Config), logger *slog.Logger) error {
+	if override != nil {
+		override(cfg)
+	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
@@ -40,6 +45,9 @@ func Run(ctx context.Context, cfg *Config, configPath string, logger *slog.Logge
 			if err != nil {
 				logger.Error("reload refused: keeping the configuration in force", "err", err.Error())
 				continue
+			}
+			if override != nil {
+				override(next)
 			}
 			if err := s.Reload(next); err != nil {
 				logger.Error("reload failed: keeping the configuration in force", "err", err.Error())

@@ -374,6 +374,31 @@ func isUpgrade(r *http.Request) bool {
 	return false
 }
 
+// upgradeAllowed reports an upgrade the proxy tunnels: WebSocket only. Any
+// other protocol (h2c among them) would carry requests past the route's
+// matching, heed's limits and the access log once the upstream switched.
+func upgradeAllowed(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		for t := range strings.SplitSeq(v, ",") {
+			if !strings.EqualFold(strings.TrimSpace(t), "websocket") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// dotSegments reports a path with "." or ".." segments: an upstream that
+// resolves them would serve a path outside the route's prefix.
+func dotSegments(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
 const notOpen = "it is not an open proxy: it forwards only to its configured upstreams"
 
 // routeHandler serves the listener addr: it refuses proxy-style requests,
@@ -395,6 +420,10 @@ func (s *Server) routeHandler(addr string) http.Handler {
 			plain(lw, http.StatusMethodNotAllowed, "heed proxy: CONNECT refused: "+notOpen)
 		case r.URL.Scheme != "" || r.URL.Host != "":
 			plain(lw, http.StatusBadRequest, "heed proxy: absolute-form request refused: "+notOpen)
+		case dotSegments(r.URL.Path):
+			plain(lw, http.StatusBadRequest, "heed proxy: a path with . or .. segments is refused: it could leave the route's prefix")
+		case isUpgrade(r) && !upgradeAllowed(r):
+			plain(lw, http.StatusBadRequest, "heed proxy: only WebSocket upgrades are passed through")
 		default:
 			rt = t.match(addr, r)
 			if rt == nil {
