@@ -410,7 +410,7 @@ func TestStreaming(t *testing.T) {
 
 func TestUpgradePassThrough(t *testing.T) {
 	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
+		if r.Header.Get("Upgrade") != "websocket" {
 			http.Error(w, "want an upgrade", 400)
 			return
 		}
@@ -419,7 +419,7 @@ func TestUpgradePassThrough(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 		brw.Flush()
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
 		io.Copy(conn, brw) // echo until the client closes
@@ -434,13 +434,13 @@ func TestUpgradePassThrough(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", listen)
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", listen)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "echo" {
+	if resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
 		t.Fatalf("switch: %s %v", resp.Status, resp.Header)
 	}
 	fmt.Fprint(conn, "ping\n")
