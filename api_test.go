@@ -422,3 +422,26 @@ func TestOverridesNoHedging(t *testing.T) {
 		}
 	}
 }
+
+// A first answer the decision table does not retry (a 404) is logged at
+// Debug, not as a give-up at Warn; a status heed gave up retrying is.
+func TestFinalFirstAnswerIsNotAGiveUp(t *testing.T) {
+	var buf bytes.Buffer
+	lg := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := heedtest.NewServer(t, []heedtest.Step{heedtest.Status(404), heedtest.Status(503)})
+	c, _ := client(t, heed.WithLogger(lg), heed.WithMaxAttempts(2))
+	resp, _, err := get(t, c, srv.URL)
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("a plain 404 logged at Info or above:\n%s", buf.String())
+	}
+	resp, _, err = get(t, c, srv.URL) // 503, then 503: two attempts, then heed gives up
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if !strings.Contains(buf.String(), "level=WARN msg=\"heed: giving up\"") {
+		t.Errorf("no give-up at Warn after retries:\n%s", buf.String())
+	}
+}

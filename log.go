@@ -71,8 +71,11 @@ func (l *loop) giveUp(areq *http.Request, reason error, retryAt time.Time) {
 		last = l.c.attempts[len(l.c.attempts)-1]
 	}
 	level := levelGiveUp
-	if last.Number == 0 {
+	switch {
+	case last.Number == 0:
 		level = slog.LevelDebug // refused before any attempt: the breaker's change was logged
+	case last.Number == 1 && last.Status != 0 && reason == ErrNotRetryable:
+		level = slog.LevelDebug // a first answer the table does not retry (a 404) is the answer, not a give-up
 	}
 	if len(p.hooks) > 0 {
 		p.emit(l.ctx, Event{
