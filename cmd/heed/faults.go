@@ -103,7 +103,7 @@ func serveFaults(ctx context.Context, c *command, listen, admin string, h, admin
 	if err != nil {
 		return c.bad(fmt.Errorf("-listen: %v", err))
 	}
-	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}}
 	lns := []net.Listener{ln}
 	fmt.Fprintf(stderr, "heed faults: %s on http://%s\n", what, ln.Addr())
 	if admin != "" {
@@ -112,7 +112,7 @@ func serveFaults(ctx context.Context, c *command, listen, admin string, h, admin
 			ln.Close()
 			return c.bad(fmt.Errorf("-admin: %v", err))
 		}
-		servers = append(servers, &http.Server{Handler: adminH, ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, &http.Server{Handler: adminH, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10})
 		lns = append(lns, aln)
 		fmt.Fprintf(stderr, "heed faults: admin API on http://%s\n", aln.Addr())
 	}

@@ -468,3 +468,36 @@ func TestParse(t *testing.T) {
 		t.Error("ParseStatusRates(429) passed")
 	}
 }
+
+// What the fault server refuses, so that no request can hold it for long
+// or grow its memory without bound, and a full key table says so.
+func TestBounds(t *testing.T) {
+	s := NewServer(1)
+	do := func(target string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		return rec
+	}
+	if rec := do("/status/429?retry-after=2"); rec.Code != 429 || rec.Header().Get("Retry-After") != "2" {
+		t.Errorf("retry-after=2: %d %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	for _, target := range []string{
+		"/status/429?retry-after=2s",
+		"/status/429?retry-after=0.5",
+		"/status/503?times=1&key=" + strings.Repeat("k", maxKeyLen+1),
+		"/trickle?bytes=1000&every=1s",
+	} {
+		if rec := do(target); rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", target[:min(len(target), 60)], rec.Code)
+		}
+	}
+	for i := range maxKeys {
+		do(fmt.Sprintf("/status/503?times=1&key=k%d", i))
+	}
+	if rec := do("/status/503?times=1&key=one-too-many"); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "too many keys") {
+		t.Errorf("a key past the table: %d %q, want 503 saying so", rec.Code, rec.Body.String())
+	}
+	if rec := do("/status/503?times=1&key=k0"); rec.Code != 200 {
+		t.Errorf("a key already counted: %d, want its then (200)", rec.Code)
+	}
+}

@@ -25,6 +25,7 @@ const (
 	MaxTrickle     = 1 << 20         // /trickle?bytes=N
 	MaxEchoBody    = 1 << 20         // /echo reads at most this much of the body
 	maxKeys        = 10000           // distinct keys of times/then and /limited
+	maxKeyLen      = 256             // longest key kept: longer ones are refused
 	defaultTruncN  = 1000
 	defaultTrickle = 10
 )
@@ -152,12 +153,14 @@ func integer(q url.Values, name string, def, lo, hi int64) (int64, error) {
 }
 
 // key is the client key of times/then and /limited: the key parameter,
-// else the path.
-func key(r *http.Request) string {
-	if k := r.URL.Query().Get("key"); k != "" {
-		return k
+// else the path; false when it is longer than maxKeyLen, so that the keys
+// kept stay small.
+func key(r *http.Request) (string, bool) {
+	k := r.URL.Query().Get("key")
+	if k == "" {
+		k = r.URL.Path
 	}
-	return r.URL.Path
+	return k, len(k) <= maxKeyLen
 }
 
 // status answers /status/{code}.
@@ -182,11 +185,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Set("Retry-After", time.Now().Add(in).UTC().Format(http.TimeFormat))
 	default:
-		if _, err := duration(q, "retry-after", 0); err != nil {
-			bad(w, "%v", err)
+		secs, err := strconv.Atoi(ra)
+		if err != nil || secs < 0 || secs > int(MaxDelay/time.Second) {
+			bad(w, "retry-after=%q: want whole seconds, 0 to %d, or date", ra, int(MaxDelay/time.Second))
 			return
 		}
-		h.Set("Retry-After", ra)
+		h.Set("Retry-After", strconv.Itoa(secs)) // delta-seconds, as HTTP has them
 	}
 	if rl := q.Get("ratelimit"); rl != "" {
 		if err := rateLimitFields(h, rl); err != nil {
@@ -219,12 +223,20 @@ func (s *Server) passed(w http.ResponseWriter, r *http.Request) bool {
 		bad(w, "%v", err)
 		return true
 	}
-	s.mu.Lock()
-	k := key(r)
-	n, ok := s.seen[k]
-	if ok || len(s.seen) < maxKeys {
-		s.seen[k] = n + 1
+	k, ok := key(r)
+	if !ok {
+		bad(w, "key longer than %d bytes", maxKeyLen)
+		return true
 	}
+	s.mu.Lock()
+	n, seen := s.seen[k]
+	if !seen && len(s.seen) >= maxKeys {
+		s.mu.Unlock()
+		// Counting no further would fail this key for ever, silently.
+		http.Error(w, "heed faults: too many keys; reset the counters (DELETE /stats on the admin listener)", http.StatusServiceUnavailable)
+		return true
+	}
+	s.seen[k] = n + 1
 	s.mu.Unlock()
 	if int64(n) < times {
 		w.Header().Set("X-Heed-Faults-Request", strconv.Itoa(n+1))
@@ -280,7 +292,12 @@ func (s *Server) limited(w http.ResponseWriter, r *http.Request) {
 		bad(w, "%v", err)
 		return
 	}
-	k := fmt.Sprintf("%s|%g|%d", key(r), rate, burst)
+	kk, ok := key(r)
+	if !ok {
+		bad(w, "key longer than %d bytes", maxKeyLen)
+		return
+	}
+	k := fmt.Sprintf("%s|%g|%d", kk, rate, burst)
 	s.mu.Lock()
 	api := s.buckets[k]
 	if api == nil {
@@ -401,6 +418,10 @@ func (s *Server) trickle(w http.ResponseWriter, r *http.Request) {
 	every, err := duration(q, "every", 100*time.Millisecond)
 	if err != nil {
 		bad(w, "%v", err)
+		return
+	}
+	if time.Duration(n-1)*every > MaxDelay {
+		bad(w, "bytes=%d every %v takes longer than %v", n, every, MaxDelay)
 		return
 	}
 	rc := http.NewResponseController(w)

@@ -65,6 +65,9 @@ func (s *Stats) Reset() {
 
 // path returns path's counters; s.mu must be held.
 func (s *Stats) path(p string) *PathStats {
+	if len(p) > maxKeyLen {
+		p = otherPath // a long path is not worth its memory as a key
+	}
 	ps := s.paths[p]
 	if ps == nil {
 		if len(s.paths) >= maxPaths {
