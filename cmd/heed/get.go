@@ -146,10 +146,15 @@ func get(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var pos []string
 	rest := args
 	for {
+		before := rest
 		if err := fs.Parse(rest); err != nil {
 			return c.bad(err)
 		}
-		rest = fs.Args()
+		rest = fs.Args() // a suffix of before
+		if n := len(before) - len(rest); n > 0 && before[n-1] == "--" {
+			pos = append(pos, rest...) // "--" ends the flags for good
+			break
+		}
 		if len(rest) == 0 {
 			break
 		}

@@ -203,3 +203,15 @@ func emptyReply(t *testing.T) string {
 	t.Cleanup(func() { ln.Close(); <-done })
 	return "http://" + ln.Addr().String()
 }
+
+// "--" ends the flags: what follows is positional, even after the URL.
+func TestGetDoubleDash(t *testing.T) {
+	_, base := faultServer(t)
+	if code, out, errOut := runGet(t, "-s", "--", base+"/status/200"); code != 0 || !strings.Contains(out, `"status":200`) {
+		t.Errorf("-- URL: exit %d, %q, %q", code, out, errOut)
+	}
+	// After "--", "-x" is a second positional argument, not an unknown flag.
+	if code, _, errOut := runGet(t, "--", base+"/status/200", "-x"); code != 2 || !strings.Contains(errOut, "one URL only") {
+		t.Errorf("-- URL -x: exit %d, %q; want 2 naming two URLs", code, errOut)
+	}
+}

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -331,13 +332,23 @@ func (s *Server) resetBefore(w http.ResponseWriter, r *http.Request) {
 	if s.passed(w, r) {
 		return
 	}
-	c, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		http.Error(w, "heed faults: cannot reset over "+r.Proto, http.StatusNotImplemented)
+	c, _, ok := hijack(w, r, "reset")
+	if !ok {
 		return
 	}
 	noteReset(w)
 	abort(c)
+}
+
+// hijack takes the connection over to break HTTP on it; over a protocol
+// that cannot (HTTP/2) it answers 501 naming what it could not do.
+func hijack(w http.ResponseWriter, r *http.Request, what string) (net.Conn, *bufio.ReadWriter, bool) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "heed faults: cannot "+what+" over "+r.Proto, http.StatusNotImplemented)
+		return nil, nil, false
+	}
+	return c, brw, true
 }
 
 func (s *Server) resetAfter(w http.ResponseWriter, r *http.Request) {
@@ -349,9 +360,8 @@ func (s *Server) resetAfter(w http.ResponseWriter, r *http.Request) {
 	if s.passed(w, r) {
 		return
 	}
-	c, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		http.Error(w, "heed faults: cannot reset over "+r.Proto, http.StatusNotImplemented)
+	c, brw, ok := hijack(w, r, "reset")
+	if !ok {
 		return
 	}
 	fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", n)
@@ -379,9 +389,8 @@ func (s *Server) truncated(w http.ResponseWriter, r *http.Request) {
 	if s.passed(w, r) {
 		return
 	}
-	c, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		http.Error(w, "heed faults: cannot truncate over "+r.Proto, http.StatusNotImplemented)
+	c, brw, ok := hijack(w, r, "truncate")
+	if !ok {
 		return
 	}
 	defer c.Close()

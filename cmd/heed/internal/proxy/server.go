@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heed-go/heed/cmd/heed/internal/faults"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -69,7 +70,9 @@ func Start(cfg *Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Admin != "" {
-		ln, err := net.Listen("tcp", cfg.Admin)
+		// The configuration said loopback; the address bound must be
+		// one too (localhost could resolve elsewhere).
+		ln, err := faults.ListenLoopback(context.Background(), cfg.Admin)
 		if err != nil {
 			s.closeAll(opened)
 			s.drop(t.routes)
