@@ -36,15 +36,12 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 	if p == nil {
 		return zero, errors.New("heed: Do with a nil Policy")
 	}
-	if p.keys == nil {
-		return zero, errZeroPolicy
-	}
-	if callFrom(ctx) != nil {
-		return fn(ctx)
-	}
 	p, err := p.forCall(ctx)
 	if err != nil {
 		return zero, err
+	}
+	if callFrom(ctx) != nil {
+		return fn(ctx)
 	}
 	key := p.fixedKey
 	start := p.clock.Now()
@@ -201,14 +198,19 @@ func (c *call) doError(reason, cause error, retryAt time.Time) *Error {
 		if len(c.attempts) > 0 {
 			last = c.attempts[len(c.attempts)-1]
 		}
-		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Status, last.Err, nil)
-		if c.key != "" {
-			attrs = append(attrs, slog.String("key", c.key))
-		}
+		attrs := c.keyAttr(p.callAttrs(last.Number, p.maxAttempts, last.Status, last.Err, nil))
 		attrs = append(attrs, slog.String("reason", vocab.Reason(reason)))
 		lg.LogAttrs(c.Context, level, "heed: giving up", attrs...)
 	}
 	return e
+}
+
+// keyAttr adds the call's key to a log line's fields, when it has one.
+func (c *call) keyAttr(attrs []slog.Attr) []slog.Attr {
+	if c.key == "" {
+		return attrs
+	}
+	return append(attrs, slog.String("key", c.key))
 }
 
 // emitCall reports an event of a Do call.
@@ -238,10 +240,7 @@ func (p *Policy) emitCall(ctx context.Context, kind EventKind, c *call, d decisi
 func (p *Policy) logCall(ctx context.Context, c *call, ks *keyState, d decision) {
 	if lg := p.log(); lg != nil && lg.Enabled(ctx, levelRetry) {
 		last := c.attempts[len(c.attempts)-1]
-		attrs := p.callAttrs(last.Number, p.maxAttempts, last.Status, last.Err, nil)
-		if c.key != "" {
-			attrs = append(attrs, slog.String("key", c.key))
-		}
+		attrs := c.keyAttr(p.callAttrs(last.Number, p.maxAttempts, last.Status, last.Err, nil))
 		attrs = append(attrs, slog.String("reason", vocab.Result(last.Status, string(last.Kind))),
 			slog.Duration("wait", d.Wait), slog.String("source", d.Source.String()))
 		attrs = paceAttrs(attrs, ks)

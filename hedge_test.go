@@ -235,7 +235,7 @@ func TestHedgeClosesALateLosersBody(t *testing.T) {
 		if body, _ := fetch(t, c, "GET", "http://api.test/", nil); body != "copy 1" {
 			t.Fatalf("got %q, want copy 1", body)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // virtual time: the bubble jumps past the late answer at once
 		synctest.Wait()
 		if s.count() != 2 {
 			t.Fatalf("server saw %d requests, want 2", s.count())

@@ -60,8 +60,11 @@ func Override(ctx context.Context, o Overrides) context.Context {
 
 // forCall returns the policy a call made with ctx runs under: p, or a
 // copy of p changed by the context's Overrides, which shares p's per-key
-// state.
+// state. A zero Policy is refused here, for Do and the transport alike.
 func (p *Policy) forCall(ctx context.Context) (*Policy, error) {
+	if p.keys == nil {
+		return nil, errZeroPolicy
+	}
 	if !overridden.Load() {
 		return p, nil
 	}

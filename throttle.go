@@ -90,7 +90,7 @@ type throttleState struct {
 	pacer    *throttle.Pacer      // nil when adaptive pacing is off
 	limiter  throttle.RateLimiter // nil without a rate limit
 	bulkhead *throttle.Bulkhead   // nil without a concurrency limit
-	err      error                // limits of this key that cannot work
+	err      error                // settings of this key that cannot work (limits, budget): its requests fail with it
 
 	// quotaLooks counts successes checked for rate-limit fields and found
 	// without them; past quotaProbes the key's server is taken not to send

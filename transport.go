@@ -100,21 +100,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.p == nil {
 		return defaultTransport().RoundTrip(req)
 	}
-	if t.p.keys == nil {
-		if req.Body != nil {
-			req.Body.Close() // a RoundTripper closes the body, even on error
-		}
-		return nil, errZeroPolicy
-	}
-	if callFrom(req.Context()) != nil {
-		return t.send(req) // an outer heed loop does the retrying
-	}
 	p, err := t.p.forCall(req.Context())
 	if err != nil {
 		if req.Body != nil {
-			req.Body.Close()
+			req.Body.Close() // a RoundTripper closes the body, even on error
 		}
 		return nil, err
+	}
+	if callFrom(req.Context()) != nil {
+		return t.send(req) // an outer heed loop does the retrying
 	}
 	l := loop{t: t, p: p, req: req, ks: p.keys.state(p.keyFor(req))}
 	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) ||
