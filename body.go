@@ -26,6 +26,29 @@ type replayBody struct {
 	// unsent guards a body that cannot be replayed, so that it can still
 	// go out again when no attempt has taken a byte of it.
 	unsent *unsentBody
+	// buffered holds a body heed read into a pooled buffer.
+	buffered *bufferedBody
+	// firstOut says first was handed to an attempt, whose sender closes it.
+	firstOut bool
+}
+
+// takeFirst returns the first attempt's body.
+func (b *replayBody) takeFirst() io.ReadCloser {
+	b.firstOut = true
+	return b.first
+}
+
+// release ends the call's hold on the body.
+func (b *replayBody) release() {
+	if b.unsent != nil {
+		b.unsent.release()
+	}
+	if b.buffered != nil {
+		if !b.firstOut {
+			b.first.Close() // never sent: nobody else will
+		}
+		b.buffered.release()
+	}
 }
 
 // canReplay says the next attempt can send the body whole: every attempt
@@ -105,12 +128,12 @@ func (b *unsentBody) closeLocked() error {
 var errReqBodyClosed = errors.New("heed: read on a closed request body")
 
 // prepareBody decides how the request body is sent again. A body with
-// GetBody is rewound through it; one without is read into a buffer of at
-// most limit bytes (only when another attempt may follow). A body larger
-// than the buffer is sent once, its buffered head followed by the rest,
-// and the request is retried only when no byte of it left (its connection
-// could not be made).
-func prepareBody(req *http.Request, limit int64, mayRetry bool) (replayBody, error) {
+// GetBody is rewound through it; one without is read into a pooled
+// buffer of at most limit bytes, held by room's bufferedBody (only when another attempt may follow). A
+// body larger than the buffer is sent once, its buffered head followed by
+// the rest, and the request is retried only when no byte of it left (its
+// connection could not be made).
+func prepareBody(req *http.Request, limit int64, mayRetry bool, room func() *bufferedBody) (replayBody, error) {
 	switch {
 	case req.Body == nil || req.Body == http.NoBody:
 		return replayBody{replayable: true}, nil
@@ -122,21 +145,109 @@ func prepareBody(req *http.Request, limit int64, mayRetry bool) (replayBody, err
 		u := &unsentBody{r: req.Body, c: req.Body}
 		return replayBody{first: u, unsent: u, copied: true}, nil
 	}
-	buf := make([]byte, 0, min(max(req.ContentLength, 512), limit)+1)
-	buf, err := readUpTo(req.Body, buf, limit+1)
+	bp := getBuf(min(max(req.ContentLength, 0), limit) + 1)
+	b, err := readUpTo(req.Body, *bp, limit+1)
+	*bp = b
 	if err != nil {
+		putBuf(bp)
 		req.Body.Close()
 		return replayBody{}, err
 	}
-	if int64(len(buf)) > limit {
+	if int64(len(b)) > limit {
+		// Too long to replay: the buffered head, then the rest, sent once.
+		// The head is copied out, as the pooled buffer goes back at once.
 		rest := req.Body
-		u := &unsentBody{r: io.MultiReader(bytes.NewReader(buf), rest), c: rest}
+		u := &unsentBody{r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), rest), c: rest}
+		putBuf(bp)
 		return replayBody{first: u, unsent: u, copied: true}, nil
 	}
 	req.Body.Close()
-	get := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
-	first, _ := get()
-	return replayBody{first: first, get: get, replayable: true, copied: true}, nil
+	buf := room()
+	buf.fill(bp)
+	return replayBody{first: buf.reader(&buf.first), get: buf.get, replayable: true, copied: true, buffered: buf}, nil
+}
+
+// bufferedBody is a request body heed read into a pooled buffer, so that
+// every attempt can send the same bytes. The buffer goes back to the pool
+// once the call is over and every reader handed out is closed: net/http
+// may still read a body after its RoundTrip returned (a response can
+// arrive before the request is written), so the call's end alone does not
+// free it.
+type bufferedBody struct {
+	mu    sync.Mutex
+	buf   *[]byte
+	refs  int // the call's, and one per reader not yet closed
+	first bufferedReader
+	get   func() (io.ReadCloser, error) // b.getBody, for the requests' GetBody
+}
+
+func (b *bufferedBody) fill(bp *[]byte) {
+	b.buf, b.refs = bp, 1
+	b.get = b.getBody
+}
+
+// reader returns r set to read the body from its start.
+func (b *bufferedBody) reader(r *bufferedReader) *bufferedReader {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refs++
+	*r = bufferedReader{from: b, rest: *b.buf}
+	return r
+}
+
+// getBody is the GetBody of every attempt's request: a fresh reader,
+// until the call is over.
+func (b *bufferedBody) getBody() (io.ReadCloser, error) {
+	b.mu.Lock()
+	done := b.refs == 0 || b.buf == nil
+	b.mu.Unlock()
+	if done {
+		return nil, errReqBodyClosed
+	}
+	return b.reader(new(bufferedReader)), nil
+}
+
+// release drops one reference; the last returns the buffer to the pool.
+func (b *bufferedBody) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refs--; b.refs == 0 && b.buf != nil {
+		putBuf(b.buf)
+		b.buf = nil
+	}
+}
+
+// bufferedReader is one attempt's reader of a bufferedBody. A Read after
+// Close fails rather than reaching a buffer the pool may have handed on.
+type bufferedReader struct {
+	mu     sync.Mutex
+	from   *bufferedBody
+	rest   []byte
+	closed bool
+}
+
+func (r *bufferedReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, errReqBodyClosed
+	}
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+func (r *bufferedReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed, r.rest = true, nil
+		r.from.release()
+	}
+	return nil
 }
 
 // readUpTo appends from r to buf until EOF or until buf holds max bytes.
@@ -252,12 +363,12 @@ func putBuf(b *[]byte) {
 	}
 }
 
-// readBody reads resp's body inside the attempt, up to limit bytes. On
-// success the body is replaced by an in-memory copy (or, past the limit, by
+// readBodyInto reads resp's body inside the attempt, up to limit bytes. On
+// success the body is replaced by mb, an in-memory copy (or, past the limit, by
 // the part read followed by the rest, streamed) and the original is closed
 // so its connection returns to the pool. An error means the body was cut
 // short; resp.Body is then closed.
-func readBody(resp *http.Response, limit int64) error {
+func readBodyInto(resp *http.Response, limit int64, mb *memBody) error {
 	want := min(4<<10, limit+1) // unknown length: start small, grow by size class
 	if resp.ContentLength >= 0 {
 		want = resp.ContentLength + 1 // +1 to meet the EOF, which frees the connection
@@ -287,14 +398,16 @@ func readBody(resp *http.Response, limit int64) error {
 	switch {
 	case err == io.EOF:
 		resp.Body.Close()
-		resp.Body = &memBody{buf: bp, rest: buf}
+		mb.buf, mb.rest = bp, buf
+		resp.Body = mb
 		return nil
 	case err != nil:
 		resp.Body.Close()
 		putBuf(bp)
 		return &truncatedError{err}
 	default: // past the limit: the buffered head, then the live body
-		resp.Body = &memBody{buf: bp, rest: buf, tail: resp.Body}
+		mb.buf, mb.rest, mb.tail = bp, buf, resp.Body
+		resp.Body = mb
 		return nil
 	}
 }
@@ -312,6 +425,9 @@ type memBody struct {
 	rest   []byte  // unread part of *buf
 	tail   io.ReadCloser
 	closed bool
+	// A response the stale store keeps once its reader is done with it.
+	store *staleStore
+	entry *staleEntry
 }
 
 func (b *memBody) Read(p []byte) (int, error) {
@@ -369,6 +485,10 @@ func (b *memBody) Close() error {
 
 func (b *memBody) releaseLocked() {
 	if b.buf != nil {
+		if b.entry != nil {
+			b.store.keepBody(b.entry, *b.buf)
+			b.store, b.entry = nil, nil
+		}
 		b.rest = nil
 		putBuf(b.buf)
 		b.buf = nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/heed-go/heed/breaker"
 	"github.com/heed-go/heed/budget"
+	"github.com/heed-go/heed/clock"
 	"github.com/heed-go/heed/throttle"
 )
 
@@ -86,6 +87,7 @@ func WithHedging(c HedgeConfig) Option {
 type hedgeState struct {
 	lat   latencies
 	share *budget.Ratio
+	races sync.Pool // of *race
 }
 
 func (p *Policy) newHedgeState() *hedgeState {
@@ -132,12 +134,47 @@ func (r hedgeResult) release() {
 
 // race collects the answers of one attempt's copies. Once it is decided,
 // copies that answer late free what they got themselves, so neither a
-// connection nor a goroutine outlives them.
+// connection nor a goroutine outlives them. Races are pooled: the last of
+// the caller and the copies to be done with one puts it back.
 type race struct {
 	mu      sync.Mutex
 	decided bool
+	refs    int              // the caller's, and one per copy that has not delivered
 	results chan hedgeResult // buffered for every copy: sends never block
 	cancels []context.CancelCauseFunc
+	timer   *time.Timer // the hedge delay's, when the clock is the real one
+	pool    *sync.Pool  // where it goes back to
+}
+
+// newRace returns a race for up to copies copies, from the key's pool: a
+// pool per key rather than one for the process keeps each race's channel
+// and timer among the goroutines that use the key (testing/synctest
+// forbids sharing them across its bubbles).
+func (h *hedgeState) newRace(copies int) *race {
+	r, _ := h.races.Get().(*race)
+	if r == nil {
+		r = &race{pool: &h.races}
+	}
+	if cap(r.results) < copies {
+		r.results = make(chan hedgeResult, copies)
+	}
+	r.decided, r.refs = false, 1
+	return r
+}
+
+// unref drops a reference; the last one recycles the race. Every result
+// sent has been received or released by then: deliver sends only before
+// decide, which drains the channel.
+func (r *race) unref() {
+	r.mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	r.mu.Unlock()
+	if last {
+		clear(r.cancels)
+		r.cancels = r.cancels[:0]
+		r.pool.Put(r)
+	}
 }
 
 func (r *race) deliver(res hedgeResult) {
@@ -145,10 +182,11 @@ func (r *race) deliver(res hedgeResult) {
 	if !r.decided {
 		r.results <- res
 		r.mu.Unlock()
-		return
+	} else {
+		r.mu.Unlock()
+		res.release()
 	}
-	r.mu.Unlock()
-	res.release()
+	r.unref()
 }
 
 // decide ends the race for winner: every other copy is cancelled, and the
@@ -186,6 +224,9 @@ func (r *race) launch(l *loop, areq *http.Request, i int, slot *throttle.Bulkhea
 	creq := areq.WithContext(ctx)
 	creq.Body = body
 	r.cancels = append(r.cancels, cancel)
+	r.mu.Lock()
+	r.refs++
+	r.mu.Unlock()
 	t := l.t // not l: the loop must stay on its caller's stack
 	go func() {
 		resp, err := t.send(creq)
@@ -193,6 +234,27 @@ func (r *race) launch(l *loop, areq *http.Request, i int, slot *throttle.Bulkhea
 	}()
 	return nil
 }
+
+// hedgeTimer is the hedge delay's timer: the race's own, reused, when the
+// clock is the real one (a new timer costs three allocations), else the
+// clock's.
+func (r *race) hedgeTimer(c clock.Clock, d time.Duration) clock.Timer {
+	if c != clock.Real() {
+		return c.NewTimer(d)
+	}
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d) // stopped when the race last ended: no stale tick
+	}
+	return realTimer{r.timer}
+}
+
+// realTimer is a *time.Timer as a clock.Timer.
+type realTimer struct{ t *time.Timer }
+
+func (r realTimer) C() <-chan time.Time { return r.t.C }
+func (r realTimer) Stop() bool          { return r.t.Stop() }
 
 // sendHedged makes one attempt of areq with hedging: while it has not
 // answered after the hedge delay, up to MaxHedges copies follow, one per
@@ -219,21 +281,23 @@ func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *s
 		}
 		return resp, stop, 0, err
 	}
-	r := &race{results: make(chan hedgeResult, 1+hc.MaxHedges)}
+	r := hs.newRace(1 + hc.MaxHedges)
+	defer r.unref()
 	r.launch(l, areq, 0, stop.slot) // the first copy sends areq's own body: no error
 	stop.slot = nil
-	timer := p.clock.NewTimer(delay)
-	defer timer.Stop()
+	timer := r.hedgeTimer(p.clock, delay)
+	defer func() { timer.Stop() }() // before the race goes back to its pool
 	fire := timer.C()
 	pending, sent := 1, 1
-	var failed *hedgeResult // the latest retryable failure, kept until a copy does better
+	var failed hedgeResult // the latest retryable failure, kept until a copy does better
+	hasFailed := false
 	for {
 		select {
 		case res := <-r.results:
 			pending--
-			won := res.err == nil && !failedStatus(res.resp.StatusCode)
+			won := res.err == nil && res.resp != nil && !failedStatus(res.resp.StatusCode)
 			if won || pending == 0 {
-				if failed != nil {
+				if hasFailed {
 					failed.release()
 				}
 				r.decide(res.index)
@@ -245,10 +309,10 @@ func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *s
 			}
 			// A retryable failure: wait for the copies still in flight,
 			// but send no more.
-			if failed != nil {
+			if hasFailed {
 				failed.release()
 			}
-			failed, fire = &res, nil
+			failed, hasFailed, fire = res, true, nil
 		case <-fire:
 			fire = nil
 			slot, ok := l.mayHedge()
@@ -268,7 +332,7 @@ func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *s
 			}
 			if sent <= hc.MaxHedges {
 				timer.Stop()
-				timer = p.clock.NewTimer(delay)
+				timer = r.hedgeTimer(p.clock, delay)
 				fire = timer.C()
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,18 +93,41 @@ type staleStore struct {
 
 	mu    sync.Mutex
 	lru   list.List // of *staleEntry, the most recently used first
-	byURL map[string][]*list.Element
+	byURL map[urlKey][]*list.Element
 	bytes int64
 }
 
+// urlKey names a resource without building its URL's string: the fields
+// a request sends (not the fragment). Its strings are the request's own.
+type urlKey struct {
+	scheme, user, host, path, rawPath, rawQuery, opaque string
+}
+
+func keyOf(u *url.URL) urlKey {
+	k := urlKey{scheme: u.Scheme, host: u.Host, path: u.Path, rawPath: u.RawPath, rawQuery: u.RawQuery, opaque: u.Opaque}
+	if u.User != nil {
+		k.user = u.User.String()
+	}
+	return k
+}
+
+func (k *urlKey) size() int {
+	return len(k.scheme) + len(k.user) + len(k.host) + len(k.path) + len(k.rawPath) + len(k.rawQuery) + len(k.opaque)
+}
+
+// An entry is never changed once stored (a lookup's answer is read
+// outside the lock): a newer response for the same variant replaces it,
+// sharing its header and body when they are the same.
 type staleEntry struct {
-	url    string
+	key    urlKey
 	vary   []string // canonical names of the fields the response varies on
 	values []string // the request's values of those fields
 	status int
-	header http.Header
+	header http.Header // without its Date, which changes on every response
+	date   string      // the Date field, if any
 	body   []byte
 	size   int64
+	prev   *staleEntry // the variant stored when this one was seen, until stored
 
 	stored   time.Time     // when heed stored it
 	ageThen  time.Duration // its age when stored (Age, or the Date's lag)
@@ -111,7 +136,7 @@ type staleEntry struct {
 }
 
 func newStaleStore(c StaleConfig) *staleStore {
-	return &staleStore{cfg: c, byURL: make(map[string][]*list.Element)}
+	return &staleStore{cfg: c, byURL: make(map[urlKey][]*list.Element)}
 }
 
 // bytesUsed reports the store's current size.
@@ -133,8 +158,10 @@ func cacheableStatus(code int) bool {
 }
 
 // keep arranges for resp, the successful answer to req, to be stored once
-// its body is known: at once for a body heed read ahead, else when the
-// caller reads it to the end.
+// its body is known: for a body heed read ahead, when the caller has read
+// it or closed it (the copy is not on the caller's way to the response);
+// for any other, when the caller reads it to the end. A response the same
+// as the one stored for its variant (but for its Date) costs no copy.
 func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time) {
 	if req.Method != http.MethodGet && req.Method != "" || !cacheableStatus(resp.StatusCode) ||
 		req.Header.Get("Range") != "" || hasDirective(req.Header, "no-store") ||
@@ -146,10 +173,12 @@ func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time)
 	if len(vary) == 1 && vary[0] == "*" {
 		return
 	}
-	e := &staleEntry{url: req.URL.String(), vary: vary, status: resp.StatusCode, header: resp.Header.Clone(), stored: now}
-	e.values = make([]string, len(vary))
-	for i, name := range vary {
-		e.values[i] = strings.Join(req.Header.Values(name), ",")
+	e := &staleEntry{key: keyOf(req.URL), vary: vary, status: resp.StatusCode, date: resp.Header.Get("Date"), stored: now}
+	if len(vary) > 0 {
+		e.values = make([]string, len(vary))
+		for i, name := range vary {
+			e.values[i] = strings.Join(req.Header.Values(name), ",")
+		}
 	}
 	e.ageThen, e.lifetime = freshness(resp.Header, now)
 	e.allowed = s.cfg.MaxStale
@@ -158,15 +187,22 @@ func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time)
 			e.allowed = time.Duration(min(n, 1<<31)) * time.Second
 		}
 	}
+	// The header is copied now, as the caller may change resp.Header once
+	// it has it; unless it is the stored variant's.
+	if old := s.variant(e); old != nil && old.status == e.status && sameHeader(old.header, resp.Header) {
+		e.header, e.prev = old.header, old
+	} else {
+		e.header = resp.Header.Clone()
+		delete(e.header, "Date")
+	}
 	e.size = e.overhead()
 	if e.size > s.cfg.MaxEntryBytes {
 		return
 	}
 	if m, ok := resp.Body.(*memBody); ok && m.tail == nil {
 		m.mu.Lock()
-		e.body = bytes.Clone(m.rest)
+		m.store, m.entry = s, e
 		m.mu.Unlock()
-		s.put(e)
 		return
 	}
 	if resp.Body == nil || resp.Body == http.NoBody {
@@ -176,9 +212,50 @@ func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time)
 	resp.Body = &keepingBody{ReadCloser: resp.Body, store: s, entry: e}
 }
 
+// keepBody stores e with body, a response body read whole, once the
+// caller is done with it: the stored variant's body when it is the same.
+func (s *staleStore) keepBody(e *staleEntry, body []byte) {
+	if e.prev != nil && bytes.Equal(e.prev.body, body) {
+		e.body = e.prev.body
+	} else {
+		e.body = bytes.Clone(body)
+	}
+	s.put(e)
+}
+
+// variant returns the entry stored for e's resource and variant, if any.
+func (s *staleStore) variant(e *staleEntry) *staleEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, el := range s.byURL[e.key] {
+		if old := el.Value.(*staleEntry); sameVariant(old, e.vary, e.values) {
+			return old
+		}
+	}
+	return nil
+}
+
+// sameHeader reports whether stored, a stored header (without its Date),
+// holds the same fields as h but for h's Date.
+func sameHeader(stored, h http.Header) bool {
+	n := len(h)
+	if _, ok := h["Date"]; ok {
+		n--
+	}
+	if len(stored) != n {
+		return false
+	}
+	for k, vs := range stored {
+		if !slices.Equal(vs, h[k]) {
+			return false
+		}
+	}
+	return true
+}
+
 // overhead is the entry's size without its body.
 func (e *staleEntry) overhead() int64 {
-	n := int64(len(e.url)) + 128
+	n := int64(e.key.size()+len(e.date)) + 128
 	for k, vs := range e.header {
 		n += int64(len(k))
 		for _, v := range vs {
@@ -198,10 +275,11 @@ func (s *staleStore) put(e *staleEntry) {
 	if e.size > s.cfg.MaxEntryBytes {
 		return
 	}
+	e.prev = nil // the store keeps no chain of old entries alive
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	replaced := false
-	for _, el := range s.byURL[e.url] {
+	for _, el := range s.byURL[e.key] {
 		if old := el.Value.(*staleEntry); sameVariant(old, e.vary, e.values) {
 			// Entries are never changed once stored (a lookup reads one
 			// outside the lock), but the element can carry the new one.
@@ -213,7 +291,7 @@ func (s *staleStore) put(e *staleEntry) {
 		}
 	}
 	if !replaced {
-		s.byURL[e.url] = append(s.byURL[e.url], s.lru.PushFront(e))
+		s.byURL[e.key] = append(s.byURL[e.key], s.lru.PushFront(e))
 	}
 	s.bytes += e.size
 	for s.bytes > s.cfg.MaxBytes {
@@ -224,7 +302,7 @@ func (s *staleStore) put(e *staleEntry) {
 func (s *staleStore) remove(el *list.Element) {
 	e := s.lru.Remove(el).(*staleEntry)
 	s.bytes -= e.size
-	vs := s.byURL[e.url]
+	vs := s.byURL[e.key]
 	for i := range vs {
 		if vs[i] == el {
 			vs = append(vs[:i], vs[i+1:]...)
@@ -232,9 +310,9 @@ func (s *staleStore) remove(el *list.Element) {
 		}
 	}
 	if len(vs) == 0 {
-		delete(s.byURL, e.url)
+		delete(s.byURL, e.key)
 	} else {
-		s.byURL[e.url] = vs
+		s.byURL[e.key] = vs
 	}
 }
 
@@ -257,7 +335,7 @@ func (s *staleStore) lookup(req *http.Request, now time.Time) (*staleEntry, time
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, el := range s.byURL[req.URL.String()] {
+	for _, el := range s.byURL[keyOf(req.URL)] {
 		e := el.Value.(*staleEntry)
 		if !matches(e, req.Header) {
 			continue
@@ -287,6 +365,9 @@ func matches(e *staleEntry, h http.Header) bool {
 // the failure fe.
 func (e *staleEntry) response(req *http.Request, age time.Duration, fe *Error) *http.Response {
 	h := e.header.Clone()
+	if e.date != "" {
+		h["Date"] = []string{e.date}
+	}
 	h.Set("Age", strconv.FormatInt(int64(age/time.Second), 10))
 	h.Add("Cache-Status", cacheStatus(e, age, fe))
 	resp := &http.Response{
@@ -351,6 +432,9 @@ func (b *keepingBody) Read(p []byte) (int, error) {
 		}
 	}
 	if err == io.EOF && !b.over && b.entry != nil {
+		if b.entry.prev != nil && bytes.Equal(b.entry.prev.body, b.buf) {
+			b.buf = b.entry.prev.body
+		}
 		b.entry.body = b.buf
 		b.store.put(b.entry)
 		b.entry, b.buf = nil, nil

@@ -62,8 +62,7 @@ func tierHeaders(h http.Header, n int, deadline, now time.Time) http.Header {
 		out[headerAttempt] = []string{strconv.Itoa(n)}
 	}
 	if !deadline.IsZero() {
-		ms := (deadline.Sub(now) + time.Millisecond - 1) / time.Millisecond // round up: never shorten a tiny remainder to 0
-		out[headerTimeout] = []string{strconv.FormatInt(max(1, int64(ms)), 10)}
+		out[headerTimeout] = []string{strconv.FormatInt(timeoutMillis(deadline, now), 10)}
 	}
 	return out
 }

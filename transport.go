@@ -111,8 +111,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.send(req) // an outer heed loop does the retrying
 	}
 	l := loop{t: t, p: p, req: req, ks: p.keys.state(p.keyFor(req))}
-	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) ||
-		!p.noTierHeaders && hasDeadline(req.Context()) || !l.ks.throttle.quiet() {
+	if !p.plain || req.Body != nil && req.Body != http.NoBody || !idempotentMethod(req.Method) || !l.ks.throttle.quiet() {
 		return l.run()
 	}
 	// The common case, a bodiless idempotent request under a policy with
@@ -124,9 +123,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, l.refused(1, refused)
 	}
 	l.requested()
-	resp, err := t.send(req)
+	areq := req
+	if !p.noTierHeaders {
+		if dl, ok := req.Context().Deadline(); ok { // a client's timeout: the time left goes downstream
+			areq = l.spare().request(req, req.Header)
+			areq.Header = l.fc.tierHeaders(req.Header, dl, p.clock.Now())
+		}
+	}
+	resp, err := t.send(areq)
 	if err == nil && resp != nil && resp.StatusCode < 400 && req.Context().Err() == nil {
-		if !p.readsAhead(req, resp) || readBody(resp, p.respBuffer) == nil {
+		if !p.readsAhead(req, resp) || readBodyInto(resp, p.respBuffer, l.memBody()) == nil {
 			p.settle(l.ks, tk, Outcome{Response: resp}, time.Time{})
 			if l.ks.throttle.quotaFields(resp.Header) {
 				p.observe(&l.ks.throttle, time.Time{}, time.Time{}, resp, p.rand())
@@ -143,11 +149,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // errCutShort stands for a body the fast path found cut short; the loop
 // classifies it like readBody's own error.
 var errCutShort = &truncatedError{io.ErrUnexpectedEOF}
-
-func hasDeadline(ctx context.Context) bool {
-	_, ok := ctx.Deadline()
-	return ok
-}
 
 // readsAhead reports whether heed reads resp's body inside the attempt of a
 // request that may be retried.
@@ -197,7 +198,8 @@ type loop struct {
 	holdsRetry  bool // the call holds one of the key's WithMaxConcurrentRetries places
 	idempotent  bool
 	body        replayBody
-	c           *call // allocated once the call needs a record or a marked context
+	fc          *firstCopy // what the first attempt's copy allocates in one piece
+	c           *call      // allocated once the call needs a record or a marked context
 	prev        time.Duration
 	waited      time.Duration // the call's waiting so far: retry waits and slots
 	rateLimited int           // 429s that did not count toward the attempt limit
@@ -304,14 +306,12 @@ func (l *loop) run() (*http.Response, error) {
 		l.idempotent, l.newHeader = true, true
 	}
 	var err error
-	l.body, err = prepareBody(req, p.maxBodyBuffer, p.maxAttempts > 1)
+	l.body, err = prepareBody(req, p.maxBodyBuffer, p.maxAttempts > 1, l.bodyRoom)
 	if err != nil {
 		l.record(Attempt{Number: 1, Start: l.start, Err: err, Kind: KindOther})
 		return nil, l.fail(req, ErrNotRetryable, fmt.Errorf("reading request body: %w", err), time.Time{})
 	}
-	if l.body.unsent != nil {
-		defer l.body.unsent.release()
-	}
+	defer l.body.release()
 	if p.maxTotal > 0 {
 		var cancel context.CancelCauseFunc
 		l.ctx, cancel = context.WithCancelCause(l.ctx)
@@ -439,7 +439,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		status = l.firstStatus
 	}
 	if !d.Retry && resp != nil && l.idempotent && l.body.replayable && n < p.maxAttempts && readAhead(areq, resp, p.respBuffer) {
-		if rerr := readBody(resp, p.respBuffer); rerr != nil {
+		if rerr := readBodyInto(resp, p.respBuffer, l.memBody()); rerr != nil {
 			if l.ctx.Err() != nil { // cut short by the caller's own end
 				return nil, stop, l.ended(n, areq, aStart, &http.Response{StatusCode: resp.StatusCode}, rerr)
 			}
@@ -524,8 +524,20 @@ func (l *loop) buildRequest(n int, stop *stopper) (*http.Request, *stopper, *ato
 	p, req := l.p, l.req
 	needTrace := !l.idempotent
 	tiered := !p.noTierHeaders && (n > 1 || !l.deadline.IsZero())
-	if n == 1 && !l.body.copied && !l.newHeader && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 && !tiered {
-		return req, stop, nil, nil
+	if n == 1 && p.attemptTimeout == 0 && !needTrace && p.maxTotal == 0 {
+		// Nothing rides on the context: the caller's request, or one copy
+		// of it with the header or body that must differ.
+		if !l.body.copied && !l.newHeader && !tiered {
+			return req, stop, nil, nil
+		}
+		areq := l.spare().request(req, l.header)
+		if tiered {
+			areq.Header = l.fc.tierHeaders(l.header, l.deadline, p.clock.Now())
+		}
+		if l.body.copied {
+			areq.Body, areq.GetBody = l.body.takeFirst(), l.body.get
+		}
+		return areq, stop, nil, nil
 	}
 	var ctx context.Context = l.getCall()
 	if p.attemptTimeout > 0 {
@@ -661,7 +673,7 @@ func (b *onCloseBody) Close() error {
 // copies.
 func (b *replayBody) next(n int) (io.ReadCloser, error) {
 	if n == 1 {
-		return b.first, nil
+		return b.takeFirst(), nil
 	}
 	if b.get == nil {
 		if b.unsent != nil {
