@@ -412,3 +412,45 @@ func TestFallbackAfterStale(t *testing.T) {
 		t.Error("WithFallback(nil) accepted")
 	}
 }
+
+// The store follows the server: a newer answer with the same header and
+// another body replaces the stored body, one that differs only in its
+// Date is served with the newest Date, and an answer whose caller closed
+// it without reading it is stored too (heed had read it whole).
+func TestStaleKeepsTheNewestAnswer(t *testing.T) {
+	u := &upstream{}
+	c, _ := staleClient(t, u, heed.WithStaleIfError(heed.StaleConfig{}), heed.WithoutBreaker())
+	const url = "http://api.test/items/1"
+	dated := func(body, date string) func(*http.Request) (*http.Response, error) {
+		return serving(body, "Cache-Control", "max-age=60", "Date", date)
+	}
+	stale := func() (string, string) {
+		t.Helper()
+		u.set(failing(503))
+		resp, body, err := read(t, c, url)
+		if err != nil || heed.Degraded(resp) == nil {
+			t.Fatalf("not served from the store: %v %v", resp, err)
+		}
+		return body, resp.Header.Get("Date")
+	}
+	const d1, d2 = "Wed, 02 Dec 2026 20:00:00 GMT", "Wed, 02 Dec 2026 20:00:01 GMT"
+	for _, step := range []struct{ body, date string }{{"v1", d1}, {"v2", d1}, {"v2", d2}, {"v1", d2}} {
+		u.set(dated(step.body, step.date))
+		if _, body, err := read(t, c, url); err != nil || body != step.body {
+			t.Fatalf("live: %q %v", body, err)
+		}
+		if body, date := stale(); body != step.body || date != step.date {
+			t.Errorf("served %q dated %q, want %q dated %q", body, date, step.body, step.date)
+		}
+	}
+	// Closed unread: heed read the body ahead, so it is stored whole.
+	u.set(dated("v3", d2))
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if body, _ := stale(); body != "v3" {
+		t.Errorf("after a body closed unread, served %q, want v3", body)
+	}
+}

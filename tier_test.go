@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -201,5 +202,42 @@ func TestTierReasons(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get(tier.HeaderRetried); got != "wait" {
 		t.Fatalf("%s = %q, want wait", tier.HeaderRetried, got)
+	}
+}
+
+// The first attempt's copy carries Heed-Timeout without touching the
+// caller's header: a layer below that adds to a field it shares reaches
+// only the copy.
+func TestTimeoutHeaderLeavesTheCallersHeader(t *testing.T) {
+	var got http.Header
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		got = req.Header.Clone()
+		req.Header["Accept"] = append(req.Header["Accept"], "text/plain") // a careless layer
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr, err := heed.New(heed.WithBase(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://api.test/", nil)
+	accept := make([]string, 1, 4) // room to append in place
+	accept[0] = "application/json"
+	req.Header["Accept"] = accept
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ms, err := strconv.Atoi(got.Get("Heed-Timeout"))
+	if err != nil || ms <= 89_000 || ms > 90_000 {
+		t.Errorf("Heed-Timeout %q, want the 90 s left", got.Get("Heed-Timeout"))
+	}
+	if got.Get("Accept") != "application/json" {
+		t.Errorf("the copy lost the caller's Accept: %v", got)
+	}
+	if len(req.Header) != 1 || len(req.Header["Accept"]) != 1 || accept[:2][1] != "" {
+		t.Errorf("the caller's header changed: %v (array %q)", req.Header, accept[:2])
 	}
 }

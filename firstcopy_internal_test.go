@@ -1,0 +1,60 @@
+package heed
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// A buffered request body goes back to the pool only once the call is over
+// and every reader handed out is closed: net/http may read a body after
+// its RoundTrip returned. A reader closed, or one asked for once the call
+// is over, reads nothing.
+func TestBufferedBodyOutlivesItsReaders(t *testing.T) {
+	req, _ := http.NewRequest("POST", "http://api.test/", io.NopCloser(strings.NewReader("payload")))
+	var room bodyCopy
+	rb, err := prepareBody(req, 1<<10, true, func() *bufferedBody { return &room.body })
+	if err != nil || rb.buffered == nil || req.GetBody != nil {
+		t.Fatalf("not buffered: %v", err)
+	}
+	first := rb.takeFirst()
+	second, err := rb.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.release() // the call is over
+	if b, _ := io.ReadAll(second); string(b) != "payload" {
+		t.Fatalf("a reader after the call's end read %q", b)
+	}
+	first.Close()
+	if room.body.buf == nil {
+		t.Fatal("the buffer went back while a reader was open")
+	}
+	second.Close()
+	if room.body.buf != nil {
+		t.Fatal("the buffer was not given back once every reader was closed")
+	}
+	if _, err := second.Read(make([]byte, 8)); !errors.Is(err, errReqBodyClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if _, err := rb.get(); err == nil {
+		t.Error("GetBody after the call's end gave a reader")
+	}
+}
+
+// A first body that never went out (the breaker refused the call, say) is
+// closed when the call ends, so its buffer goes back.
+func TestBufferedBodyUnsentIsFreed(t *testing.T) {
+	req, _ := http.NewRequest("PUT", "http://api.test/", io.NopCloser(strings.NewReader("doc")))
+	var room bodyCopy
+	rb, err := prepareBody(req, 1<<10, true, func() *bufferedBody { return &room.body })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.release()
+	if room.body.buf != nil {
+		t.Fatal("the buffer of a body never sent was not given back")
+	}
+}
