@@ -62,7 +62,7 @@ func (l *loop) degrade(resp *http.Response, err error) (*http.Response, error) {
 	p := l.p
 	if err == nil && !failedStatus(resp.StatusCode) {
 		if p.store != nil {
-			p.store.keep(l.req, resp, p.clock.Now())
+			p.store.keep(l.req, resp, l.timeNow())
 		}
 		return resp, nil
 	}

@@ -69,7 +69,7 @@ func Do[T any](ctx context.Context, p *Policy, fn func(context.Context) (T, erro
 	)
 	defer func() { ks.endRetry(retrying) }()
 	for n := 1; ; n++ {
-		slot, slotWait, retryAt, terr := p.turn(ctx, &ks.throttle, deadline, p.allowance(prev, waited, !deadline.IsZero()))
+		slot, slotWait, retryAt, terr := p.turn(ctx, &ks.throttle, deadline, p.allowance(prev, waited, !deadline.IsZero()), time.Time{})
 		waited += slotWait
 		if terr != nil {
 			switch {

@@ -256,7 +256,8 @@ type realTimer struct{ t *time.Timer }
 func (r realTimer) C() <-chan time.Time { return r.t.C }
 func (r realTimer) Stop() bool          { return r.t.Stop() }
 
-// sendHedged makes one attempt of areq with hedging: while it has not
+// sendHedged makes one attempt of areq with hedging, started at start
+// (zero: not read yet): while it has not
 // answered after the hedge delay, up to MaxHedges copies follow, one per
 // delay, each only when the key's share of hedges, its retry budget and its
 // limits allow one without waiting. The first answer that is not a
@@ -266,18 +267,21 @@ func (r realTimer) Stop() bool          { return r.t.Stop() }
 // attempt's, for the retry loop to decide on. The copy that answered is
 // returned with its index, its context's cancel and its concurrency slot
 // in stop, which ends them once the caller is done with the response.
-func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *stopper, int, error) {
+func (l *loop) sendHedged(areq *http.Request, stop *stopper, start time.Time) (*http.Response, *stopper, int, error) {
 	p, hc, hs := l.p, l.p.hedge, l.ks.hedge
 	if stop == nil {
 		stop = &stopper{}
 	}
-	start := p.clock.Now()
+	if start.IsZero() {
+		start = p.clock.Now()
+	}
 	delay, known := hs.delay(hc)
 	if !known {
 		// Too little history for a delay: send plainly, and learn.
 		resp, err := l.t.send(areq)
 		if err == nil && resp != nil && !failedStatus(resp.StatusCode) {
-			hs.lat.add(p.clock.Now().Sub(start))
+			l.now = p.clock.Now()
+			hs.lat.add(l.now.Sub(start))
 		}
 		return resp, stop, 0, err
 	}
@@ -302,7 +306,8 @@ func (l *loop) sendHedged(areq *http.Request, stop *stopper) (*http.Response, *s
 				}
 				r.decide(res.index)
 				if won {
-					hs.lat.add(wonAfter(res.index, p.clock.Now().Sub(start), delay))
+					l.now = p.clock.Now()
+					hs.lat.add(wonAfter(res.index, l.now.Sub(start), delay))
 				}
 				stop.hedge, stop.slot = r.cancels[res.index], res.slot
 				return res.resp, stop, res.index, res.err

@@ -168,10 +168,19 @@ func redactText(s string, u *url.URL, pats []pathPattern) string {
 	return redact.Text(s, u, hidden, segs)
 }
 
+// timeNow is the attempt's time when it was read a moment ago, else the
+// clock's.
+func (l *loop) timeNow() time.Time {
+	if !l.now.IsZero() {
+		return l.now
+	}
+	return l.p.clock.Now()
+}
+
 func (l *loop) emitAttempt(areq *http.Request, n, copy, status int, err error, kind ErrorKind, took time.Duration) {
 	p := l.p
 	p.emit(l.ctx, Event{
-		Kind: EventAttempt, Time: p.clock.Now(), Key: l.ks.key, Method: l.method, URL: areq.URL,
+		Kind: EventAttempt, Time: l.timeNow(), Key: l.ks.key, Method: l.method, URL: areq.URL,
 		Attempt: n, MaxAttempts: p.maxAttempts, Hedge: copy, Status: status, Err: err, ErrorKind: kind, Duration: took,
 	})
 }
@@ -188,7 +197,7 @@ func (l *loop) emitHedge(areq *http.Request, i int, delay time.Duration) {
 
 func (l *loop) emitDone(areq *http.Request, status int, err error) {
 	p := l.p
-	now := p.clock.Now()
+	now := l.timeNow()
 	p.emit(l.ctx, Event{
 		Kind: EventDone, Time: now, Key: l.ks.key, Method: l.method, URL: areq.URL,
 		Attempt: l.n, MaxAttempts: p.maxAttempts, Status: status, Err: err, Duration: now.Sub(l.start),

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,6 +126,7 @@ type staleEntry struct {
 	status int
 	header http.Header // without its Date, which changes on every response
 	date   string      // the Date field, if any
+	hsize  int64       // the header's size, as counted against the bounds
 	body   []byte
 	size   int64
 	prev   *staleEntry // the variant stored when this one was seen, until stored
@@ -164,7 +166,7 @@ func cacheableStatus(code int) bool {
 // as the one stored for its variant (but for its Date) costs no copy.
 func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time) {
 	if req.Method != http.MethodGet && req.Method != "" || !cacheableStatus(resp.StatusCode) ||
-		req.Header.Get("Range") != "" || hasDirective(req.Header, "no-store") ||
+		field(req.Header, "Range") != "" || hasDirective(req.Header, "no-store") ||
 		hasDirective(resp.Header, "no-store") || hasDirective(resp.Header, "no-cache") ||
 		hasDirective(resp.Header, "must-revalidate") {
 		return
@@ -173,7 +175,7 @@ func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time)
 	if len(vary) == 1 && vary[0] == "*" {
 		return
 	}
-	e := &staleEntry{key: keyOf(req.URL), vary: vary, status: resp.StatusCode, date: resp.Header.Get("Date"), stored: now}
+	e := &staleEntry{key: keyOf(req.URL), vary: vary, status: resp.StatusCode, date: field(resp.Header, "Date"), stored: now}
 	if len(vary) > 0 {
 		e.values = make([]string, len(vary))
 		for i, name := range vary {
@@ -190,10 +192,11 @@ func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time)
 	// The header is copied now, as the caller may change resp.Header once
 	// it has it; unless it is the stored variant's.
 	if old := s.variant(e); old != nil && old.status == e.status && sameHeader(old.header, resp.Header) {
-		e.header, e.prev = old.header, old
+		e.header, e.hsize, e.prev = old.header, old.hsize, old
 	} else {
 		e.header = resp.Header.Clone()
 		delete(e.header, "Date")
+		e.hsize = headerSize(e.header)
 	}
 	e.size = e.overhead()
 	if e.size > s.cfg.MaxEntryBytes {
@@ -253,15 +256,20 @@ func sameHeader(stored, h http.Header) bool {
 	return true
 }
 
-// overhead is the entry's size without its body.
-func (e *staleEntry) overhead() int64 {
-	n := int64(e.key.size()+len(e.date)) + 128
-	for k, vs := range e.header {
+func headerSize(h http.Header) int64 {
+	var n int64
+	for k, vs := range h {
 		n += int64(len(k))
 		for _, v := range vs {
 			n += int64(len(v)) + 16
 		}
 	}
+	return n
+}
+
+// overhead is the entry's size without its body.
+func (e *staleEntry) overhead() int64 {
+	n := int64(e.key.size()+len(e.date)) + 128 + e.hsize
 	for i := range e.vary {
 		n += int64(len(e.vary[i]) + len(e.values[i]))
 	}
@@ -445,7 +453,7 @@ func (b *keepingBody) Read(p []byte) (int, error) {
 // varyNames returns the canonical field names resp's Vary lists, or "*".
 func varyNames(h http.Header) []string {
 	var names []string
-	for _, v := range h.Values("Vary") {
+	for _, v := range h["Vary"] {
 		for f := range strings.SplitSeq(v, ",") {
 			f = strings.TrimSpace(f)
 			if f == "*" {
@@ -461,7 +469,7 @@ func varyNames(h http.Header) []string {
 
 // directive finds a Cache-Control directive in h and its value.
 func directive(h http.Header, name string) (string, bool) {
-	for _, v := range h.Values("Cache-Control") {
+	for _, v := range h["Cache-Control"] { // the canonical name: Values would canonicalize it on every call
 		for d := range strings.SplitSeq(v, ",") {
 			k, val, _ := strings.Cut(strings.TrimSpace(d), "=")
 			if strings.EqualFold(strings.TrimSpace(k), name) {
@@ -484,14 +492,14 @@ func hasDirective(h http.Header, name string) bool {
 // entry stale at once).
 func freshness(h http.Header, now time.Time) (age, lifetime time.Duration) {
 	// Absent fields are skipped before parsing: a failed parse allocates.
-	if v := h.Get("Age"); v != "" {
+	if v := field(h, "Age"); v != "" {
 		if a, err := strconv.ParseInt(v, 10, 64); err == nil && a > 0 {
 			age = time.Duration(min(a, 1<<31)) * time.Second
 		}
 	}
 	var date time.Time
-	if v := h.Get("Date"); v != "" {
-		if d, err := http.ParseTime(v); err == nil {
+	if v := field(h, "Date"); v != "" {
+		if d, err := parseDate(v); err == nil {
 			date = d
 			if now.After(d) {
 				age = max(age, now.Sub(d))
@@ -503,10 +511,38 @@ func freshness(h http.Header, now time.Time) (age, lifetime time.Duration) {
 			return age, time.Duration(min(n, 1<<31)) * time.Second
 		}
 	}
-	if v := h.Get("Expires"); v != "" && !date.IsZero() {
+	if v := field(h, "Expires"); v != "" && !date.IsZero() {
 		if exp, err := http.ParseTime(v); err == nil && exp.After(date) {
 			lifetime = exp.Sub(date)
 		}
 	}
 	return age, lifetime
+}
+
+// field is h's first value for name, a canonical field name (Get would
+// canonicalize it again on every call).
+func field(h http.Header, name string) string {
+	if vs := h[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+// lastDate remembers the Date value parsed last: a server's Date changes
+// once a second, and parsing it on every response is not free.
+var lastDate atomic.Pointer[parsedDate]
+
+type parsedDate struct {
+	text string
+	t    time.Time
+	err  error
+}
+
+func parseDate(v string) (time.Time, error) {
+	if d := lastDate.Load(); d != nil && d.text == v {
+		return d.t, d.err
+	}
+	t, err := http.ParseTime(v)
+	lastDate.Store(&parsedDate{text: v, t: t, err: err})
+	return t, err
 }

@@ -161,12 +161,14 @@ func (t *throttleState) quiet() bool {
 // the deadline (zero for none). It returns the bulkhead whose slot the
 // attempt now holds (nil when there is none), or an error: a refusal with
 // when the rate limit would have let the attempt go, or the context's end.
-func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time, allow time.Duration) (slot *throttle.Bulkhead, waited time.Duration, retryAt time.Time, err error) {
+func (p *Policy) turn(ctx context.Context, t *throttleState, deadline time.Time, allow time.Duration, now time.Time) (slot *throttle.Bulkhead, waited time.Duration, retryAt time.Time, err error) {
 	if t.err != nil {
 		return nil, 0, time.Time{}, t.err
 	}
 	if t.limiter != nil || t.pacer != nil && t.pacer.Active() {
-		now := p.clock.Now()
+		if now.IsZero() {
+			now = p.clock.Now()
+		}
 		if limit := now.Add(max(allow, 0)); deadline.IsZero() || limit.Before(deadline) {
 			deadline = limit
 		}

@@ -205,6 +205,10 @@ type loop struct {
 	rateLimited int           // 429s that did not count toward the attempt limit
 	didRefresh  bool
 	n           int // the current attempt's number
+	// now is the time last read for the current attempt, reused by what
+	// follows it at once (its events, the stale store): a clock read is
+	// not free.
+	now time.Time
 
 	ks     *keyState
 	ticket breaker.Ticket // the breaker's permission for the current attempt
@@ -352,10 +356,15 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		copy  int // the hedged copy that answered
 	)
 	aStart := l.start // zero for an untimed first attempt
+	l.now = time.Time{}
 	if n == 1 && l.sent {
 		areq, resp, err = l.req, l.firstResp, l.firstErr
 	} else {
-		slot, waited, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline, p.allowance(l.prev, l.waited, !l.deadline.IsZero()))
+		var justRead time.Time // the call's start, read a moment ago, is the first turn's time
+		if n == 1 {
+			justRead = l.start
+		}
+		slot, waited, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline, p.allowance(l.prev, l.waited, !l.deadline.IsZero()), justRead)
 		l.waited += waited
 		if len(p.hooks) > 0 && (waited > 0 || terr != nil) {
 			l.emitThrottle(n, waited, terr)
@@ -386,7 +395,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 			aStart = p.clock.Now()
 		}
 		if l.hedgeable() {
-			resp, stop, copy, err = l.sendHedged(areq, stop)
+			resp, stop, copy, err = l.sendHedged(areq, stop, aStart)
 		} else {
 			resp, err = l.t.send(areq)
 		}
@@ -417,11 +426,14 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 
 	// What the server said teaches the pacer first, so a retry's jitter is
 	// sized by the pace just learned.
-	var now time.Time
+	now := l.now // read already when hedging timed the answer
 	draw := -1.0 // the attempt's random draw, once taken
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable ||
 		l.ks.throttle.pacing() || l.ks.throttle.quotaFields(resp.Header)) {
-		now, draw = p.clock.Now(), p.rand()
+		if now.IsZero() {
+			now = p.clock.Now()
+		}
+		draw = p.rand()
 		p.observe(&l.ks.throttle, aStart, now, resp, draw)
 	}
 	// A plain success needs neither a decision nor the time.
@@ -458,6 +470,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	if l.c != nil || d.Retry || d.Reason != nil {
 		l.record(Attempt{Number: n, Start: aStart, Duration: since(aStart, now), Status: status, Err: err, Kind: d.Kind, Hedge: copy})
 	}
+	l.now = now
 	if len(p.hooks) > 0 {
 		l.emitAttempt(areq, n, copy, status, err, d.Kind, since(aStart, now))
 	}
@@ -486,6 +499,7 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 	last := &l.c.attempts[len(l.c.attempts)-1]
 	last.Wait, last.Source = d.Wait, d.Source
 	l.retrying(areq, n, status, err, d)
+	l.now = time.Time{} // stale once the wait begins
 	if !clock.Sleep(p.clock, d.Wait, l.ctx.Done()) {
 		return nil, nil, l.fail(areq, endReason(l.ctx), context.Cause(l.ctx), time.Time{})
 	}
