@@ -164,7 +164,8 @@ func prepareBody(req *http.Request, limit int64, mayRetry bool, room func() *buf
 	req.Body.Close()
 	buf := room()
 	buf.fill(bp)
-	return replayBody{first: buf.reader(&buf.first), get: buf.get, replayable: true, copied: true, buffered: buf}, nil
+	first, _ := buf.reader(&buf.first) // just filled: cannot fail
+	return replayBody{first: first, get: buf.get, replayable: true, copied: true, buffered: buf}, nil
 }
 
 // bufferedBody is a request body heed read into a pooled buffer, so that
@@ -186,25 +187,27 @@ func (b *bufferedBody) fill(bp *[]byte) {
 	b.get = b.getBody
 }
 
-// reader returns r set to read the body from its start.
-func (b *bufferedBody) reader(r *bufferedReader) *bufferedReader {
+// reader returns r set to read the body from its start, or false once
+// the buffer has gone back to the pool.
+func (b *bufferedBody) reader(r *bufferedReader) (*bufferedReader, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.refs == 0 || b.buf == nil {
+		return nil, false
+	}
 	b.refs++
-	*r = bufferedReader{from: b, rest: *b.buf}
-	return r
+	r.from, r.rest = b, *b.buf
+	return r, true
 }
 
 // getBody is the GetBody of every attempt's request: a fresh reader,
 // until the call is over.
 func (b *bufferedBody) getBody() (io.ReadCloser, error) {
-	b.mu.Lock()
-	done := b.refs == 0 || b.buf == nil
-	b.mu.Unlock()
-	if done {
+	r, ok := b.reader(new(bufferedReader))
+	if !ok {
 		return nil, errReqBodyClosed
 	}
-	return b.reader(new(bufferedReader)), nil
+	return r, nil
 }
 
 // release drops one reference; the last returns the buffer to the pool.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -56,5 +57,36 @@ func TestBufferedBodyUnsentIsFreed(t *testing.T) {
 	rb.release()
 	if room.body.buf != nil {
 		t.Fatal("the buffer of a body never sent was not given back")
+	}
+}
+
+// Readers asked for, read and closed from many goroutines while the call
+// ends: each reads the whole body or is refused, never another's bytes.
+func TestBufferedBodyConcurrentReaders(t *testing.T) {
+	for range 50 {
+		req, _ := http.NewRequest("POST", "http://api.test/", io.NopCloser(strings.NewReader("the same bytes")))
+		var room bodyCopy
+		rb, err := prepareBody(req, 1<<10, true, func() *bufferedBody { return &room.body })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				r, err := rb.get()
+				if err != nil {
+					return // the call was over: refused
+				}
+				defer r.Close()
+				if b, err := io.ReadAll(r); err != nil || string(b) != "the same bytes" {
+					t.Errorf("read %q, %v", b, err)
+				}
+			})
+		}
+		rb.release() // the call ends while the readers work
+		wg.Wait()
+		if room.body.buf != nil {
+			t.Fatal("the buffer was kept after every reader closed")
+		}
 	}
 }
