@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heed-go/heed"
@@ -195,6 +196,7 @@ func newRoute(cfg Route, logger *slog.Logger) (*route, error) {
 		// bodies of unknown length) after every write, and others when
 		// its buffer fills.
 		FlushInterval: 0,
+		BufferPool:    copyBuffers,
 		ErrorLog:      errLog,
 		ModifyResponse: func(resp *http.Response) error {
 			resp.Header.Set(HeaderAttempts, strconv.Itoa(len(heed.Attempts(resp))))
@@ -206,9 +208,10 @@ func newRoute(cfg Route, logger *slog.Logger) (*route, error) {
 	}
 	r.proxy = tier.Middleware(hp)
 	r.upgrade = &httputil.ReverseProxy{
-		Rewrite:   rewrite,
-		Transport: plain,
-		ErrorLog:  errLog,
+		Rewrite:    rewrite,
+		Transport:  plain,
+		BufferPool: copyBuffers,
+		ErrorLog:   errLog,
 		ModifyResponse: func(resp *http.Response) error {
 			resp.Header.Set(HeaderAttempts, "1")
 			return nil
@@ -218,6 +221,27 @@ func newRoute(cfg Route, logger *slog.Logger) (*route, error) {
 		},
 	}
 	return r, nil
+}
+
+// copyBuffers lends the proxies the buffers they copy bodies through:
+// without a pool, httputil.ReverseProxy allocates 32 KiB for every
+// request, which costs a proxy under load more than anything it does.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
+	}
 }
 
 // close lets go of the route's idle connections.
