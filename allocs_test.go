@@ -11,25 +11,6 @@ import (
 	"github.com/heed-go/heed"
 )
 
-// closingCanned answers 200 with body at once and, like every real
-// transport, closes the request's body.
-type closingCanned struct{ body []byte }
-
-//go:noinline
-func (c *closingCanned) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		io.Copy(io.Discard, req.Body)
-		req.Body.Close()
-	}
-	return &http.Response{
-		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/json"}},
-		Body:          io.NopCloser(bytes.NewReader(c.body)),
-		ContentLength: int64(len(c.body)),
-		Request:       req,
-	}, nil
-}
-
 // resettable is a request body without GetBody (its type is hidden from
 // net/http), reset before each call instead of allocated.
 type resettable struct{ r bytes.Reader }
@@ -81,7 +62,7 @@ func TestHotPathAllocs(t *testing.T) {
 		}, 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := &closingCanned{body: tc.body}
+			base := &canned{body: tc.body}
 			tr, err := heed.New(append([]heed.Option{heed.WithBase(base)}, tc.opts...)...)
 			if err != nil {
 				t.Fatal(err)
