@@ -344,3 +344,53 @@ func TestUnreplayableBodyStatusIsAnError(t *testing.T) {
 		t.Fatalf("server handled %d, body closed %v; want 1, true", got.Load(), body.closed.Load())
 	}
 }
+
+// Many POSTs at once, each with its own body and no GetBody, to a real
+// server on loopback that answers the first attempt of each 503 before
+// reading a byte of it (net/http may still be writing that body when the
+// retry starts): every body reaches the server whole and unmixed, though
+// heed lends the buffers it keeps them in from one call to the next.
+func TestPooledBodiesNeverMix(t *testing.T) {
+	var seen sync.Map // body -> attempts seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Id")
+		if r.Header.Get("Heed-Attempt") == "" {
+			w.WriteHeader(http.StatusServiceUnavailable) // the body unread
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		if want := strings.Repeat(id, 300); string(b) != want {
+			t.Errorf("body of %s: got %d bytes starting %.20q", id, len(b), b)
+		}
+		seen.Store(id, true)
+	}))
+	defer srv.Close()
+	tr := mustNew(t, heed.WithBase(srv.Client().Transport), heed.WithLimits(heed.Limits{NoPacing: true}),
+		heed.WithBackoff(backoff.Constant(time.Millisecond)), heed.WithoutBreaker(), heed.WithoutRetryBudget())
+	var wg sync.WaitGroup
+	const calls = 200
+	for i := range calls {
+		wg.Go(func() {
+			id := string(rune('A'+i%26)) + strings.Repeat("x", i%7) + string(rune('a'+i/26))
+			req, _ := http.NewRequest(http.MethodPost, srv.URL, &onlyReader{Reader: strings.NewReader(strings.Repeat(id, 300))})
+			req.Header.Set("X-Id", id)
+			req.Header.Set("Idempotency-Key", id)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Errorf("%s: %v", id, err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: %d", id, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	seen.Range(func(any, any) bool { n++; return true })
+	if n != calls {
+		t.Errorf("the server took %d distinct bodies, want %d", n, calls)
+	}
+}
