@@ -361,8 +361,8 @@ func (l *loop) attempt(n int) (*http.Response, *stopper, error) {
 		areq, resp, err = l.req, l.firstResp, l.firstErr
 	} else {
 		var justRead time.Time // the call's start, read a moment ago, is the first turn's time
-		if n == 1 {
-			justRead = l.start
+		if n == 1 && !l.body.copied {
+			justRead = l.start // (not after reading a body in, which may have taken a while)
 		}
 		slot, waited, retryAt, terr := p.turn(l.ctx, &l.ks.throttle, l.deadline, p.allowance(l.prev, l.waited, !l.deadline.IsZero()), justRead)
 		l.waited += waited
