@@ -256,17 +256,17 @@ type realTimer struct{ t *time.Timer }
 func (r realTimer) C() <-chan time.Time { return r.t.C }
 func (r realTimer) Stop() bool          { return r.t.Stop() }
 
-// sendHedged makes one attempt of areq with hedging, started at start
-// (zero: not read yet): while it has not
-// answered after the hedge delay, up to MaxHedges copies follow, one per
-// delay, each only when the key's share of hedges, its retry budget and its
-// limits allow one without waiting. The first answer that is not a
-// retryable failure wins, and the other copies are cancelled. A copy that
-// fails retryably does not cancel the ones still in flight, but no further
-// copy follows it; when every copy has failed, the last failure is the
-// attempt's, for the retry loop to decide on. The copy that answered is
-// returned with its index, its context's cancel and its concurrency slot
-// in stop, which ends them once the caller is done with the response.
+// sendHedged makes one attempt of areq with hedging, timed from start
+// (zero: not read yet): while it has not answered after the hedge delay,
+// up to MaxHedges copies follow, one per delay, each only when the key's
+// share of hedges, its retry budget and its limits allow one without
+// waiting. The first answer that is not a retryable failure wins, and the
+// other copies are cancelled. A copy that fails retryably does not cancel
+// the ones still in flight, but no further copy follows it; when every
+// copy has failed, the last failure is the attempt's, for the retry loop
+// to decide on. The copy that answered is returned with its index, its
+// context's cancel and its concurrency slot in stop, which ends them once
+// the caller is done with the response.
 func (l *loop) sendHedged(areq *http.Request, stop *stopper, start time.Time) (*http.Response, *stopper, int, error) {
 	p, hc, hs := l.p, l.p.hedge, l.ks.hedge
 	if stop == nil {
