@@ -80,6 +80,20 @@ func scenarios(tb testing.TB) []scenario {
 		{name: "get", body: small, request: get(context.Background()), contenders: withPeers()},
 		{name: "deadline", body: small, request: get(deadline), contenders: withPeers()},
 		{
+			// What a real client sends besides: the map heed copies to add
+			// Heed-Timeout holds them all.
+			name: "deadline-headers", body: small,
+			request: func() (*http.Request, func()) {
+				req, _ := get(deadline)()
+				req.Header.Set("Accept", "application/json")
+				req.Header.Set("Authorization", "Bearer 8Hq2b7Lx0pQ9rT4v")
+				req.Header.Set("User-Agent", "shop/2.4 (+https://shop.example)")
+				req.Header.Set("X-Request-Id", "5c0e1f0e3f0a4d4c")
+				return req, nil
+			},
+			contenders: withPeers(),
+		},
+		{
 			name: "post", body: small,
 			request: func() (*http.Request, func()) {
 				body := &onlyReader{}
@@ -88,6 +102,18 @@ func scenarios(tb testing.TB) []scenario {
 				req.Header.Set("Idempotency-Key", "5c0e1f0e-3f0a-4d4c-9a55-2b1f3c1d9e77")
 				req.ContentLength = int64(len(payload))
 				return req, func() { body.r.Reset(payload); req.Body = body }
+			},
+			contenders: withPeers(),
+		},
+		{
+			// A body net/http can rewind itself (bytes.Reader): nothing to buffer.
+			name: "post-getbody", body: small,
+			request: func() (*http.Request, func()) {
+				body := bytes.NewReader(payload)
+				req, _ := http.NewRequest(http.MethodPost, "http://api.example/v1/orders", body)
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Idempotency-Key", "5c0e1f0e-3f0a-4d4c-9a55-2b1f3c1d9e77")
+				return req, func() { body.Reset(payload); req.Body = io.NopCloser(body) }
 			},
 			contenders: withPeers(),
 		},
