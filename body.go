@@ -145,11 +145,28 @@ func prepareBody(req *http.Request, limit int64, mayRetry bool, room func() *buf
 		u := &unsentBody{r: req.Body, c: req.Body}
 		return replayBody{first: u, unsent: u, copied: true}, nil
 	}
-	bp := getBuf(min(max(req.ContentLength, 0), limit) + 1)
-	b, err := readUpTo(req.Body, *bp, limit+1)
-	*bp = b
+	// A small body is read into the call's own room, which no pool shares:
+	// it costs nothing more, and nothing depends on net/http closing it.
+	var (
+		bp  *[]byte
+		buf *bufferedBody
+		b   []byte
+	)
+	if want := min(max(req.ContentLength, 0), limit) + 1; want <= smallBody {
+		buf = room()
+		b = buf.small[:0]
+	} else {
+		bp = getBuf(want)
+		b = *bp
+	}
+	b, err := readUpTo(req.Body, b, limit+1)
+	if bp != nil {
+		*bp = b
+	}
 	if err != nil {
-		putBuf(bp)
+		if bp != nil {
+			putBuf(bp)
+		}
 		req.Body.Close()
 		return replayBody{}, err
 	}
@@ -158,32 +175,45 @@ func prepareBody(req *http.Request, limit int64, mayRetry bool, room func() *buf
 		// The head is copied out, as the pooled buffer goes back at once.
 		rest := req.Body
 		u := &unsentBody{r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), rest), c: rest}
-		putBuf(bp)
+		if bp != nil {
+			putBuf(bp)
+		}
 		return replayBody{first: u, unsent: u, copied: true}, nil
 	}
 	req.Body.Close()
-	buf := room()
-	buf.fill(bp)
+	if buf == nil {
+		buf = room()
+	}
+	buf.fill(bp, b)
 	first, _ := buf.reader(&buf.first) // just filled: cannot fail
 	return replayBody{first: first, get: buf.get, replayable: true, copied: true, buffered: buf}, nil
 }
 
-// bufferedBody is a request body heed read into a pooled buffer, so that
-// every attempt can send the same bytes. The buffer goes back to the pool
-// once the call is over and every reader handed out is closed: net/http
-// may still read a body after its RoundTrip returned (a response can
-// arrive before the request is written), so the call's end alone does not
-// free it.
+// smallBody is the most a request body heed buffers in the call's own
+// allocation rather than in a pooled buffer: most writes are small, and
+// then the buffer's life does not hang on the transport closing the body.
+const smallBody = 256
+
+// bufferedBody is a request body heed read in, so that every attempt can
+// send the same bytes: into small when it fits, else into a pooled buffer.
+// A pooled buffer goes back to the pool once the call is over and every
+// reader handed out is closed: net/http may still read a body after its
+// RoundTrip returned (a response can arrive before the request is
+// written), so the call's end alone does not free it.
 type bufferedBody struct {
 	mu    sync.Mutex
-	buf   *[]byte
-	refs  int // the call's, and one per reader not yet closed
+	data  []byte  // the body; nil once the call and its readers are done
+	buf   *[]byte // the pooled buffer data lies in, if any
+	refs  int     // the call's, and one per reader not yet closed
 	first bufferedReader
 	get   func() (io.ReadCloser, error) // b.getBody, for the requests' GetBody
+	small [smallBody]byte
 }
 
-func (b *bufferedBody) fill(bp *[]byte) {
-	b.buf, b.refs = bp, 1
+// fill makes data, held in the pooled buffer bp (nil when it is not
+// pooled), the body.
+func (b *bufferedBody) fill(bp *[]byte, data []byte) {
+	b.data, b.buf, b.refs = data, bp, 1
 	b.get = b.getBody
 }
 
@@ -192,11 +222,11 @@ func (b *bufferedBody) fill(bp *[]byte) {
 func (b *bufferedBody) reader(r *bufferedReader) (*bufferedReader, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.refs == 0 || b.buf == nil {
+	if b.refs == 0 || b.data == nil {
 		return nil, false
 	}
 	b.refs++
-	r.from, r.rest = b, *b.buf
+	r.from, r.rest = b, b.data
 	return r, true
 }
 
@@ -214,9 +244,11 @@ func (b *bufferedBody) getBody() (io.ReadCloser, error) {
 func (b *bufferedBody) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.refs--; b.refs == 0 && b.buf != nil {
-		putBuf(b.buf)
-		b.buf = nil
+	if b.refs--; b.refs == 0 && b.data != nil {
+		if b.buf != nil {
+			putBuf(b.buf)
+		}
+		b.data, b.buf = nil, nil
 	}
 }
 

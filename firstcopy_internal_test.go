@@ -14,34 +14,40 @@ import (
 // its RoundTrip returned. A reader closed, or one asked for once the call
 // is over, reads nothing.
 func TestBufferedBodyOutlivesItsReaders(t *testing.T) {
-	req, _ := http.NewRequest("POST", "http://api.test/", io.NopCloser(strings.NewReader("payload")))
-	var room bodyCopy
-	rb, err := prepareBody(req, 1<<10, true, func() *bufferedBody { return &room.body })
-	if err != nil || rb.buffered == nil || req.GetBody != nil {
-		t.Fatalf("not buffered: %v", err)
-	}
-	first := rb.takeFirst()
-	second, err := rb.get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb.release() // the call is over
-	if b, _ := io.ReadAll(second); string(b) != "payload" {
-		t.Fatalf("a reader after the call's end read %q", b)
-	}
-	first.Close()
-	if room.body.buf == nil {
-		t.Fatal("the buffer went back while a reader was open")
-	}
-	second.Close()
-	if room.body.buf != nil {
-		t.Fatal("the buffer was not given back once every reader was closed")
-	}
-	if _, err := second.Read(make([]byte, 8)); !errors.Is(err, errReqBodyClosed) {
-		t.Errorf("read after close: %v", err)
-	}
-	if _, err := rb.get(); err == nil {
-		t.Error("GetBody after the call's end gave a reader")
+	for _, payload := range []string{"payload", strings.Repeat("payload ", 1000)} { // in the call's room; pooled
+		req, _ := http.NewRequest("POST", "http://api.test/", io.NopCloser(strings.NewReader(payload)))
+		req.ContentLength = int64(len(payload))
+		var room bodyCopy
+		rb, err := prepareBody(req, 1<<16, true, func() *bufferedBody { return &room.body })
+		if err != nil || rb.buffered == nil || req.GetBody != nil {
+			t.Fatalf("not buffered: %v", err)
+		}
+		if pooled := room.body.buf != nil; pooled != (len(payload) > smallBody) {
+			t.Errorf("%d bytes: pooled %v", len(payload), pooled)
+		}
+		first := rb.takeFirst()
+		second, err := rb.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb.release() // the call is over
+		if b, _ := io.ReadAll(second); string(b) != payload {
+			t.Fatalf("a reader after the call's end read %.20q", b)
+		}
+		first.Close()
+		if room.body.data == nil {
+			t.Fatal("the buffer went back while a reader was open")
+		}
+		second.Close()
+		if room.body.data != nil || room.body.buf != nil {
+			t.Fatal("the buffer was not given back once every reader was closed")
+		}
+		if _, err := second.Read(make([]byte, 8)); !errors.Is(err, errReqBodyClosed) {
+			t.Errorf("read after close: %v", err)
+		}
+		if _, err := rb.get(); err == nil {
+			t.Error("GetBody after the call's end gave a reader")
+		}
 	}
 }
 
@@ -55,7 +61,7 @@ func TestBufferedBodyUnsentIsFreed(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb.release()
-	if room.body.buf != nil {
+	if room.body.data != nil {
 		t.Fatal("the buffer of a body never sent was not given back")
 	}
 }
@@ -85,7 +91,7 @@ func TestBufferedBodyConcurrentReaders(t *testing.T) {
 		}
 		rb.release() // the call ends while the readers work
 		wg.Wait()
-		if room.body.buf != nil {
+		if room.body.data != nil {
 			t.Fatal("the buffer was kept after every reader closed")
 		}
 	}
