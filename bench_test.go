@@ -11,15 +11,19 @@ import (
 
 // canned answers 200 with a small body, like a fast local server would,
 // without any network: what is left is the cost of the layers around it.
-type canned struct{ body []byte }
+type canned struct {
+	body []byte
+	// ignoreBody leaves the request body alone, as test doubles often do;
+	// by default canned reads and closes it, as every real transport does.
+	ignoreBody bool
+}
 
 // RoundTrip is never inlined: like a real transport's, its response
-// escapes, so "bare" is not flattered by the compiler. Like every real
-// transport, it reads and closes the request's body.
+// escapes, so "bare" is not flattered by the compiler.
 //
 //go:noinline
 func (c *canned) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
+	if req.Body != nil && !c.ignoreBody {
 		io.Copy(io.Discard, req.Body)
 		req.Body.Close()
 	}
