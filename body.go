@@ -26,7 +26,7 @@ type replayBody struct {
 	// unsent guards a body that cannot be replayed, so that it can still
 	// go out again when no attempt has taken a byte of it.
 	unsent *unsentBody
-	// buffered holds a body heed read into a pooled buffer.
+	// buffered holds a body heed read in.
 	buffered *bufferedBody
 	// firstOut says first was handed to an attempt, whose sender closes it.
 	firstOut bool
@@ -128,11 +128,11 @@ func (b *unsentBody) closeLocked() error {
 var errReqBodyClosed = errors.New("heed: read on a closed request body")
 
 // prepareBody decides how the request body is sent again. A body with
-// GetBody is rewound through it; one without is read into a pooled
-// buffer of at most limit bytes, held by room's bufferedBody (only when another attempt may follow). A
-// body larger than the buffer is sent once, its buffered head followed by
-// the rest, and the request is retried only when no byte of it left (its
-// connection could not be made).
+// GetBody is rewound through it; one without is read in, up to limit
+// bytes, and held by the bufferedBody room returns (only when another
+// attempt may follow). A body larger than limit is sent once, its head
+// followed by the rest, and the request is retried only when no byte of it
+// left (its connection could not be made).
 func prepareBody(req *http.Request, limit int64, mayRetry bool, room func() *bufferedBody) (replayBody, error) {
 	switch {
 	case req.Body == nil || req.Body == http.NoBody:
@@ -521,7 +521,7 @@ func (b *memBody) Close() error {
 func (b *memBody) releaseLocked() {
 	if b.buf != nil {
 		if b.entry != nil {
-			b.store.keepBody(b.entry, *b.buf)
+			b.store.keepBody(b.entry, *b.buf, false) // the buffer goes back to the pool
 			b.store, b.entry = nil, nil
 		}
 		b.rest = nil

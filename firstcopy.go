@@ -1,24 +1,18 @@
 package heed
 
-import (
-	"net/http"
-	"strconv"
-	"time"
-	"unsafe"
-)
+import "net/http"
 
 // firstCopy is what a call allocates, in one piece, when its first attempt
 // cannot send the caller's request as it is (a header to add, a body
-// buffered for replay): the request's copy, the buffered body, the
-// in-memory body of the response read ahead, and the Heed-Timeout value. A
-// call that succeeds at once then costs one allocation beyond the header
-// map its copy needs.
+// buffered for replay): the request's copy, the in-memory body of the
+// response read ahead and the Heed-Timeout value (and, in a bodyCopy, the
+// buffered request body). A call that succeeds at once then costs one
+// allocation beyond the header map its copy needs.
 type firstCopy struct {
 	req     http.Request
 	mem     memBody
 	memUsed bool
-	timeout [1]string
-	digits  [20]byte
+	timeout timeoutRoom
 }
 
 // bodyCopy is a firstCopy with room for a buffered request body.
@@ -59,29 +53,4 @@ func (fc *firstCopy) request(req *http.Request, h http.Header) *http.Request {
 	fc.req = *req
 	fc.req.Header = h
 	return &fc.req
-}
-
-// tierHeaders returns h with a first attempt's Heed-Timeout: the time
-// from now to the deadline. The values are h's own, capped, so that an
-// append by a layer below cannot reach the caller's arrays; the new value
-// lives in fc.
-func (fc *firstCopy) tierHeaders(h http.Header, deadline, now time.Time) http.Header {
-	out := make(http.Header, len(h)+1)
-	for k, v := range h {
-		out[k] = v[:len(v):len(v)]
-	}
-	b := strconv.AppendInt(fc.digits[:0], timeoutMillis(deadline, now), 10)
-	// The digits are written once, here, and never again: a string over
-	// them is as immutable as any, and saves an allocation per request.
-	fc.timeout[0] = unsafe.String(&b[0], len(b))
-	out[headerTimeout] = fc.timeout[:]
-	return out
-}
-
-// timeoutMillis is the Heed-Timeout value for a deadline seen at now: the
-// milliseconds left, rounded up, so that a tiny remainder never reads as
-// none, and at least 1.
-func timeoutMillis(deadline, now time.Time) int64 {
-	ms := (deadline.Sub(now) + time.Millisecond - 1) / time.Millisecond
-	return max(1, int64(ms))
 }

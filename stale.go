@@ -216,11 +216,15 @@ func (s *staleStore) keep(req *http.Request, resp *http.Response, now time.Time)
 }
 
 // keepBody stores e with body, a response body read whole, once the
-// caller is done with it: the stored variant's body when it is the same.
-func (s *staleStore) keepBody(e *staleEntry, body []byte) {
-	if e.prev != nil && bytes.Equal(e.prev.body, body) {
+// caller is done with it. owned says body is e's to keep; else it is
+// copied, unless the stored variant's body is the same and is kept.
+func (s *staleStore) keepBody(e *staleEntry, body []byte, owned bool) {
+	switch {
+	case e.prev != nil && bytes.Equal(e.prev.body, body):
 		e.body = e.prev.body
-	} else {
+	case owned:
+		e.body = body
+	default:
 		e.body = bytes.Clone(body)
 	}
 	s.put(e)
@@ -440,11 +444,7 @@ func (b *keepingBody) Read(p []byte) (int, error) {
 		}
 	}
 	if err == io.EOF && !b.over && b.entry != nil {
-		if b.entry.prev != nil && bytes.Equal(b.entry.prev.body, b.buf) {
-			b.buf = b.entry.prev.body
-		}
-		b.entry.body = b.buf
-		b.store.put(b.entry)
+		b.store.keepBody(b.entry, b.buf, true)
 		b.entry, b.buf = nil, nil
 	}
 	return n, err

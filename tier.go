@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/heed-go/heed/internal/tierctx"
 )
@@ -48,21 +49,50 @@ func reasonToken(reason error) string {
 }
 
 // tierHeaders returns the header to send on attempt n with the deadline,
-// or nil when the protocol adds nothing (a first attempt without a
-// deadline).
-func tierHeaders(h http.Header, n int, deadline, now time.Time) http.Header {
+// seen at now, or nil when the protocol adds nothing (a first attempt
+// without a deadline). The values are h's own, capped, so that an append
+// by a layer below cannot reach the caller's arrays; the Heed-Timeout
+// value is kept in room when one is given.
+func tierHeaders(h http.Header, n int, deadline, now time.Time, room *timeoutRoom) http.Header {
 	if n < 2 && deadline.IsZero() {
 		return nil
 	}
-	out := h.Clone()
-	if out == nil {
-		out = make(http.Header, 2)
+	out := make(http.Header, len(h)+2)
+	for k, v := range h {
+		out[k] = v[:len(v):len(v)]
 	}
 	if n >= 2 {
 		out[headerAttempt] = []string{strconv.Itoa(n)}
 	}
 	if !deadline.IsZero() {
-		out[headerTimeout] = []string{strconv.FormatInt(timeoutMillis(deadline, now), 10)}
+		out[headerTimeout] = room.value(timeoutMillis(deadline, now))
 	}
 	return out
+}
+
+// timeoutRoom holds a Heed-Timeout value inside an allocation the call
+// makes anyway.
+type timeoutRoom struct {
+	field  [1]string
+	digits [20]byte
+}
+
+// value returns ms as a header value, in r when r is not nil.
+func (r *timeoutRoom) value(ms int64) []string {
+	if r == nil {
+		return []string{strconv.FormatInt(ms, 10)}
+	}
+	b := strconv.AppendInt(r.digits[:0], ms, 10)
+	// The digits are written once, here, and never again: a string over
+	// them is as immutable as any, and saves an allocation per request.
+	r.field[0] = unsafe.String(&b[0], len(b))
+	return r.field[:]
+}
+
+// timeoutMillis is the Heed-Timeout value for a deadline seen at now: the
+// milliseconds left, rounded up, so that a tiny remainder never reads as
+// none, and at least 1.
+func timeoutMillis(deadline, now time.Time) int64 {
+	ms := (deadline.Sub(now) + time.Millisecond - 1) / time.Millisecond
+	return max(1, int64(ms))
 }

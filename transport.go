@@ -127,7 +127,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !p.noTierHeaders {
 		if dl, ok := req.Context().Deadline(); ok { // a client's timeout: the time left goes downstream
 			areq = l.spare().request(req, req.Header)
-			areq.Header = l.fc.tierHeaders(req.Header, dl, p.clock.Now())
+			areq.Header = tierHeaders(req.Header, 1, dl, p.clock.Now(), &l.fc.timeout)
 		}
 	}
 	resp, err := t.send(areq)
@@ -546,7 +546,7 @@ func (l *loop) buildRequest(n int, stop *stopper) (*http.Request, *stopper, *ato
 		}
 		areq := l.spare().request(req, l.header)
 		if tiered {
-			areq.Header = l.fc.tierHeaders(l.header, l.deadline, p.clock.Now())
+			areq.Header = tierHeaders(l.header, 1, l.deadline, p.clock.Now(), &l.fc.timeout)
 		}
 		if l.body.copied {
 			areq.Body, areq.GetBody = l.body.takeFirst(), l.body.get
@@ -572,7 +572,7 @@ func (l *loop) buildRequest(n int, stop *stopper) (*http.Request, *stopper, *ato
 	areq := req.WithContext(ctx)
 	areq.Header = l.header
 	if tiered {
-		areq.Header = tierHeaders(l.header, n, l.deadline, p.clock.Now())
+		areq.Header = tierHeaders(l.header, n, l.deadline, p.clock.Now(), nil)
 	}
 	b, err := l.body.next(n)
 	if err != nil {
