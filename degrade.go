@@ -77,6 +77,14 @@ func (l *loop) degrade(resp *http.Response, err error) (*http.Response, error) {
 	} else {
 		fe = l.failure(resp)
 	}
+	if p.outbox != nil {
+		if qe := l.queue(resp, fe); qe != nil {
+			return nil, qe
+		}
+	}
+	if isReplay(l.ctx) {
+		return resp, err // the outbox's worker decides what a replay's failure means
+	}
 	if p.store != nil {
 		now := p.clock.Now()
 		if e, age, ok := p.store.lookup(l.req, now); ok {

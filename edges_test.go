@@ -366,7 +366,7 @@ func TestPooledBodiesNeverMix(t *testing.T) {
 	}))
 	defer srv.Close()
 	tr := mustNew(t, heed.WithBase(srv.Client().Transport), heed.WithLimits(heed.Limits{NoPacing: true}),
-		heed.WithBackoff(backoff.Constant(time.Millisecond)), heed.WithoutBreaker(), heed.WithoutRetryBudget())
+		heed.WithBackoff(backoff.Constant(time.Millisecond)), heed.WithoutBreaker(), heed.WithoutRetryBudget(), heed.WithLogger(nil))
 	var wg sync.WaitGroup
 	const calls = 200
 	for i := range calls {

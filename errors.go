@@ -43,6 +43,9 @@ var (
 	// ErrRetriedBelow: the server said (with Heed-Retried) that the failure
 	// is below it and was already retried there.
 	ErrRetriedBelow = vocab.ErrRetriedBelow
+	// ErrExpired: an outbox entry's time to live ran out before it was
+	// delivered (the Reason of its EventDead).
+	ErrExpired = vocab.ErrExpired
 )
 
 // Error is how heed reports a call that ended without success: what

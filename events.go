@@ -11,8 +11,9 @@ import (
 // This file is the one list of heed's events; layers add their kinds here.
 
 // EventKind says what an [Event] reports: an attempt, a retry, a give-up,
-// the end of a call, a breaker's change, a wait for limits, a hedge, or a
-// degraded answer (a stored response or a fallback's).
+// the end of a call, a breaker's change, a wait for limits, a hedge, a
+// degraded answer (a stored response or a fallback's), or what became of
+// an outbox entry.
 type EventKind uint8
 
 const (
@@ -40,6 +41,21 @@ const (
 	// EventFallback: the call failed (Reason, Err) and the fallback
 	// answered; Status is its response's, 0 when it returned an error.
 	EventFallback
+	// EventQueued: the call failed (Reason) and its request was written to
+	// the outbox as Entry, due again at NextAt (see WithOutbox). With Err
+	// set, the call qualified but could not be queued, and ended with its
+	// failure.
+	EventQueued
+	// EventReplayed: outbox entry Entry was sent again (its Attempt-th
+	// replay) and failed (Status or Err); it is due again at NextAt.
+	EventReplayed
+	// EventDelivered: outbox entry Entry was sent again and the server
+	// accepted it (Status); it left the outbox.
+	EventDelivered
+	// EventDead: outbox entry Entry will not be sent again: the server
+	// refused it for a reason time cannot fix (Status, Err), or its time
+	// to live ran out (Reason ErrExpired). It stays in the store.
+	EventDead
 )
 
 func (k EventKind) String() string {
@@ -62,6 +78,14 @@ func (k EventKind) String() string {
 		return "stale"
 	case EventFallback:
 		return "fallback"
+	case EventQueued:
+		return "queued"
+	case EventReplayed:
+		return "replayed"
+	case EventDelivered:
+		return "delivered"
+	case EventDead:
+		return "dead"
 	}
 	return "unknown"
 }
@@ -110,6 +134,10 @@ type Event struct {
 	Age time.Duration
 	// From and To are the breaker's states before and after (EventBreaker).
 	From, To breaker.State
+	// Entry is the outbox entry's ID, and NextAt when it is due again
+	// (EventQueued, EventReplayed, EventDelivered, EventDead).
+	Entry  string
+	NextAt time.Time
 }
 
 // Hook receives heed's events. It is called synchronously on the request's

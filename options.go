@@ -79,6 +79,7 @@ type config struct {
 	hedge           *HedgeConfig // nil: no hedging
 	stale           *StaleConfig // nil: no stale-if-error store
 	fallback        fallbackFunc
+	outbox          *Outbox       // nil: no outbox
 	secretPaths     []pathPattern // WithSecretPath; nil: no segment is secret
 	problems        []error       // bad values met while applying options
 }

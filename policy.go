@@ -60,7 +60,7 @@ func NewPolicy(opts ...Option) (*Policy, error) {
 	cfg.problems = nil
 	plain := len(cfg.hooks) == 0 && cfg.classifier == nil && cfg.maxTotal == 0 && cfg.attemptTimeout == 0 &&
 		cfg.limits.Rate == 0 && cfg.limits.Concurrency == 0 && cfg.limits.Limiter == nil && cfg.keyLimits == nil && cfg.hedge == nil &&
-		cfg.stale == nil && cfg.fallback == nil
+		cfg.stale == nil && cfg.fallback == nil && cfg.outbox == nil
 	p := &Policy{config: cfg, plain: plain}
 	if cfg.stale != nil {
 		p.store = newStaleStore(*cfg.stale)

@@ -310,7 +310,7 @@ func (l *loop) run() (*http.Response, error) {
 		l.idempotent, l.newHeader = true, true
 	}
 	var err error
-	l.body, err = prepareBody(req, p.maxBodyBuffer, p.maxAttempts > 1, l.bodyRoom)
+	l.body, err = prepareBody(req, p.maxBodyBuffer, p.maxAttempts > 1 || p.outbox != nil, l.bodyRoom)
 	if err != nil {
 		l.record(Attempt{Number: 1, Start: l.start, Err: err, Kind: KindOther})
 		return nil, l.fail(req, ErrNotRetryable, fmt.Errorf("reading request body: %w", err), time.Time{})
@@ -333,7 +333,7 @@ func (l *loop) run() (*http.Response, error) {
 		if resp == nil {
 			stop.stop()
 		}
-		if p.store != nil || p.fallback != nil {
+		if p.store != nil || p.fallback != nil || p.outbox != nil {
 			return l.degrade(resp, err)
 		}
 		return resp, err

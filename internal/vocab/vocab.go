@@ -24,6 +24,7 @@ var (
 	ErrDeadline          = errors.New("deadline leaves no time for another attempt")
 	ErrCanceled          = errors.New("canceled by the caller")
 	ErrRetriedBelow      = errors.New("failure already retried by a tier below")
+	ErrExpired           = errors.New("outbox entry's time to live ran out")
 )
 
 var reasonNames = []struct {
@@ -41,13 +42,14 @@ var reasonNames = []struct {
 	{ErrBodyNotReplayable, "body_not_replayable"},
 	{ErrRetriedBelow, "retried_below"},
 	{throttle.ErrThrottled, "throttled"},
+	{ErrExpired, "expired"},
 }
 
 // Reason names a reason heed gave up for (one of its Err* reasons) as logs
 // and metrics spell it: "attempts_exhausted", "budget_exhausted",
 // "breaker_open", "wait_too_long", "deadline", "canceled",
 // "not_retryable", "not_idempotent", "body_not_replayable",
-// "retried_below", "throttled"; "other" for any other error.
+// "retried_below", "throttled", "expired"; "other" for any other error.
 func Reason(reason error) string {
 	for _, r := range reasonNames {
 		if reason == r.err {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/heed-go/heed/outbox"
 )
@@ -75,7 +76,7 @@ func Open(path string, o Options) (*Store, error) {
 		NoFreelistSync: true,
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("boltstore: %s is open in another process", path)
 		}
 		return nil, fmt.Errorf("boltstore: %w", err)
