@@ -28,6 +28,8 @@ const (
 	attrKey         = attribute.Key("heed.key")
 	attrBreakerFrom = attribute.Key("heed.breaker.from")
 	attrBreakerTo   = attribute.Key("heed.breaker.to")
+	attrOutboxEntry = attribute.Key("heed.outbox.entry")
+	attrNextAt      = attribute.Key("heed.outbox.next_at") // RFC 3339, UTC
 )
 
 func seconds(k attribute.Key, d time.Duration) attribute.KeyValue { return k.Float64(d.Seconds()) }

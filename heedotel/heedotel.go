@@ -166,6 +166,25 @@ func (t *Tracing) OnEvent(ctx context.Context, e heed.Event) {
 			}
 			return a
 		})
+	case heed.EventQueued, heed.EventReplayed, heed.EventDelivered, heed.EventDead:
+		// Queued is reported on the failed call's span; a replay's events
+		// on whatever span the worker's context carries.
+		addEvent(ctx, "heed.outbox."+e.Kind.String(), e, func() []attribute.KeyValue {
+			a := []attribute.KeyValue{attrOutboxEntry.String(e.Entry)}
+			if e.Status != 0 {
+				a = append(a, semconv.HTTPResponseStatusCode(e.Status))
+			}
+			if e.Reason != nil {
+				a = append(a, reason(e.Reason))
+			}
+			if e.Err != nil {
+				a = append(a, attrError.String(redact.Text(e.Err.Error(), e.URL, e.URL, nil)))
+			}
+			if !e.NextAt.IsZero() && e.Kind != heed.EventDelivered && e.Kind != heed.EventDead {
+				a = append(a, timestamp(attrNextAt, e.NextAt))
+			}
+			return a
+		})
 	case heed.EventBreaker:
 		// heed reports breaker changes outside any call, with a background
 		// context, so this records only when a caller passes a span in.

@@ -116,6 +116,7 @@ type Collector struct {
 	hedgesWon       *counters
 	fallbacks       *counters
 	stale           *counters
+	outbox          *counters
 
 	breakerState *prometheus.Desc
 	queueDepth   *prometheus.Desc
@@ -169,6 +170,7 @@ func New(opts ...Option) *Collector {
 	c.hedgesWon = counter("hedges_won_total", "Attempts whose answer came from a hedged copy.", "key")
 	c.fallbacks = counter("fallbacks_total", "Failed calls the fallback answered.", "key")
 	c.stale = counter("stale_responses_total", "Failed calls answered with a stored response (stale-if-error).", "key")
+	c.outbox = counter("outbox_total", "Outbox entries by event: queued (a failed write kept), queue_failed (it qualified but the store failed), replayed (sent again and failed again), delivered, dead.", "key", "event")
 	c.breakerState = prometheus.NewDesc(ns+"_breaker_state", "Circuit breaker state: 1 for the key's current state, 0 for the others.", []string{"key", "state"}, nil)
 	c.queueDepth = prometheus.NewDesc(ns+"_throttle_queue_depth", "Requests waiting for a slot of the key's concurrency limit.", []string{"key"}, nil)
 	c.inFlight = prometheus.NewDesc(ns+"_throttle_in_flight", "Requests holding a slot of the key's concurrency limit.", []string{"key"}, nil)
@@ -238,6 +240,14 @@ func (c *Collector) OnEvent(_ context.Context, e heed.Event) {
 		c.fallbacks.with(labels{c.key(e.Key)}).Inc()
 	case heed.EventStale:
 		c.stale.with(labels{c.key(e.Key)}).Inc()
+	case heed.EventQueued:
+		event := "queued"
+		if e.Err != nil {
+			event = "queue_failed"
+		}
+		c.outbox.with(labels{c.key(e.Key), event}).Inc()
+	case heed.EventReplayed, heed.EventDelivered, heed.EventDead:
+		c.outbox.with(labels{c.key(e.Key), e.Kind.String()}).Inc()
 	}
 }
 
@@ -344,7 +354,7 @@ func (c *Collector) vecs() []prometheus.Collector {
 	return []prometheus.Collector{
 		c.requests.vec, c.requestSeconds.vec, c.attempts.vec, c.retries.vec, c.retryWait.vec, c.giveUps.vec,
 		c.budgetRefusals.vec, c.transitions.vec, c.throttleWait.vec, c.throttleRefused.vec, c.hedges.vec,
-		c.hedgesWon.vec, c.fallbacks.vec, c.stale.vec,
+		c.hedgesWon.vec, c.fallbacks.vec, c.stale.vec, c.outbox.vec,
 	}
 }
 

@@ -2,6 +2,7 @@ package heedprom_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/heedprom"
 	"github.com/heed-go/heed/heedtest"
+	"github.com/heed-go/heed/outbox/outboxtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -419,4 +421,49 @@ func TestDoCalls(t *testing.T) {
 		heed_requests_total{key="db",method="none",outcome="success"} 2
 		heed_attempts_total{key="db",method="none",result="ok"} 2
 	`, "heed_requests_total", "heed_attempts_total")
+}
+
+func TestOutboxEvents(t *testing.T) {
+	down := true
+	var mu sync.Mutex
+	base := roundTrip(func(req *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		status := http.StatusCreated
+		if down {
+			status = http.StatusServiceUnavailable
+		}
+		if req.Header.Get("Idempotency-Key") == "refused" && !down {
+			status = http.StatusUnprocessableEntity
+		}
+		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	m := heedprom.New()
+	store := new(outboxtest.Memory)
+	clk := heedtest.NewClock(time.Unix(1_800_000_000, 0))
+	p, err := heed.NewPolicy(heed.WithBase(base), heed.WithLogger(nil), heed.WithHook(m), heed.WithMaxAttempts(1),
+		heed.WithClock(clk), heed.WithoutBreaker(), heed.WithOutbox(heed.Outbox{Store: store}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"a", "b", "refused"} {
+		req, _ := http.NewRequest(http.MethodPost, "http://api.test/orders", strings.NewReader("{}"))
+		req.Header.Set("Idempotency-Key", key)
+		if _, err := p.Transport().RoundTrip(req); !errors.Is(err, heed.ErrQueued) {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Hour)
+	p.ReplayDue(context.Background()) // still down: three replayed
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	clk.Advance(time.Hour)
+	p.ReplayDue(context.Background()) // two delivered, one dead
+	want(t, m, `
+		heed_outbox_total{event="queued",key="api.test"} 3
+		heed_outbox_total{event="replayed",key="api.test"} 3
+		heed_outbox_total{event="delivered",key="api.test"} 2
+		heed_outbox_total{event="dead",key="api.test"} 1
+	`, "heed_outbox_total")
 }
