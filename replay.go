@@ -169,7 +169,9 @@ func (r *replayPass) count(f func(*ReplayResult)) {
 // write records an entry's new state; the worker's context may have ended
 // while it was being sent, and its outcome must be kept all the same.
 func (r *replayPass) write(ctx context.Context, e *outbox.Entry) {
-	if err := r.p.outbox.Store.Update(context.WithoutCancel(ctx), e); err != nil && !errors.Is(err, outbox.ErrNotFound) {
+	// Not found: an operator dropped it meanwhile. Lease lost: another
+	// worker took it over and its report counts.
+	if err := r.p.outbox.Store.Update(context.WithoutCancel(ctx), e); err != nil && !errors.Is(err, outbox.ErrNotFound) && !errors.Is(err, outbox.ErrLeaseLost) {
 		r.storeFailed(ctx, e, err)
 	}
 }

@@ -25,8 +25,14 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned for an entry the store does not hold.
-var ErrNotFound = errors.New("outbox: no such entry")
+var (
+	// ErrNotFound is returned for an entry the store does not hold.
+	ErrNotFound = errors.New("outbox: no such entry")
+	// ErrLeaseLost is returned by a shared store's Update for an entry
+	// whose lease ran out and went to another worker: that worker's report
+	// counts, and this one is dropped.
+	ErrLeaseLost = errors.New("outbox: the entry's lease went to another worker")
+)
 
 // Entry is one queued request and what became of its replays.
 type Entry struct {
@@ -97,9 +103,11 @@ type Store interface {
 	// (NextAt not after it) and are not leased, soonest due first, and
 	// leases them to the caller.
 	Claim(ctx context.Context, now time.Time, max int) ([]*Entry, error)
-	// Update writes e back (its NextAt, Replays, LastStatus, LastError and
-	// Dead) and ends its lease. It returns ErrNotFound when e was deleted
-	// meanwhile.
+	// Update writes e back whole (what changed is its NextAt, Replays,
+	// LastStatus, LastError and Dead) and ends its lease. It returns
+	// ErrNotFound when e was deleted meanwhile, and ErrLeaseLost when
+	// another worker holds e's lease now. An operator may Update an entry
+	// nobody claimed (to revive a dead one).
 	Update(ctx context.Context, e *Entry) error
 	// Delete removes the entry (delivered, or dropped by an operator) and
 	// ends its lease. Deleting an entry the store does not hold returns
