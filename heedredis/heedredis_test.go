@@ -3,6 +3,7 @@ package heedredis_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,10 +15,14 @@ import (
 	"github.com/heed-go/heed/budget"
 	"github.com/heed-go/heed/heedredis"
 	"github.com/heed-go/heed/heedredis/redistest"
+	"github.com/heed-go/heed/internal/outboxcrash"
 )
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quiet{}) // the fault tests make go-redis log every refused dial
+	if c, ok := outboxcrash.ChildConfig(); ok {
+		os.Exit(worker(c))
+	}
 	goleak.VerifyTestMain(m)
 }
 

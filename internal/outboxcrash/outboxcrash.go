@@ -142,6 +142,9 @@ type Config struct {
 	Senders  int    `json:"senders"`   // writes made at once
 	Rate     int    `json:"rate"`      // writes started per second; 0: as fast as the senders go
 	Lease    time.Duration
+	// Stay keeps the writer replaying once the store is empty, until it is
+	// killed: a worker beside the writers.
+	Stay bool `json:"stay"`
 }
 
 // Command returns the command that runs this test binary again as a
@@ -236,7 +239,7 @@ func Child(ctx context.Context, c Config, store outbox.Store, out io.Writer) err
 	senders.Wait()
 	for ctx.Err() == nil {
 		st, err := store.Stats(ctx)
-		if err == nil && st.Pending == 0 {
+		if err == nil && st.Pending == 0 && !c.Stay {
 			if st.Dead != 0 {
 				return fmt.Errorf("%d dead entries", st.Dead)
 			}
@@ -301,6 +304,9 @@ type Run struct {
 	Inspect func() (outbox.Stats, error)
 	// Timeout bounds the last writer. Default 60 s.
 	Timeout time.Duration
+	// Beside, if set, starts a worker that runs beside the writers from
+	// the start to the end, never killed (a second replica).
+	Beside func() *exec.Cmd
 }
 
 // Report is what a Run saw.
@@ -323,6 +329,20 @@ func (r Run) Do(t testing.TB, srv *Server) Report {
 	}
 	var rep Report
 	dir := t.TempDir()
+	if r.Beside != nil {
+		w := r.Beside()
+		var stderr strings.Builder
+		w.Stderr = &stderr
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			w.Process.Kill()
+			if err := w.Wait(); err != nil && !strings.Contains(err.Error(), "killed") {
+				t.Errorf("the worker beside: %v\n%s", err, stderr.String())
+			}
+		}()
+	}
 	for round := 0; ; round++ {
 		last := round == r.Kills
 		if last {
