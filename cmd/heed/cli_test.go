@@ -37,6 +37,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "brooker", "-h"}, 0, "Usage: heed sim brooker [flags]", ""},
 		{[]string{"sim", "storm", "-csv", "--help"}, 0, "Usage: heed sim storm [flags]", ""},
 		{[]string{"sim", "chain", "-h"}, 0, "Usage: heed sim chain [flags]", ""},
+		{[]string{"outbox", "-h"}, 0, "Usage: heed outbox COMMAND", ""},
+		{[]string{"help", "outbox", "list"}, 0, "Usage: heed outbox list -db FILE", ""},
+		{[]string{"outbox", "replay", "3", "-bogus", "-h"}, 0, "Usage: heed outbox replay -db FILE", ""},
 
 		{[]string{"bogus"}, 2, "", `heed: unknown command "bogus"`},
 		{[]string{"demo", "-bogus"}, 2, "", "heed demo: flag provided but not defined: -bogus"},
@@ -74,6 +77,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sim", "brooker", "-runs", "0"}, 2, "", "heed sim brooker: "},
 		{[]string{"sim", "brooker", "-strategies", "Quantum"}, 2, "", "heed sim brooker: "},
 		{[]string{"sim", "brooker", "-series-n", "0"}, 2, "", "heed sim brooker: "},
+		{[]string{"outbox", "bogus"}, 2, "", `heed outbox: unknown command "bogus"`},
+		{[]string{"outbox", "stats"}, 2, "", "heed outbox stats: -db FILE is required"},
+		{[]string{"outbox", "list", "-db", "x.db", "-limit", "-1"}, 2, "", "heed outbox list: -limit -1: want 1 or more"},
+		{[]string{"outbox", "drop", "-db", "x.db", "-bogus"}, 2, "", "heed outbox drop: flag provided but not defined: -bogus"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -101,7 +108,7 @@ func TestExitCodes(t *testing.T) {
 // A bare "heed" or "heed sim" prints the usage, once, on stderr and exits
 // 2.
 func TestNoCommand(t *testing.T) {
-	for _, args := range [][]string{{}, {"sim"}} {
+	for _, args := range [][]string{{}, {"sim"}, {"outbox"}} {
 		var out, errOut bytes.Buffer
 		if code := runMain(context.Background(), args, &out, &errOut); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
@@ -125,6 +132,7 @@ func TestRunFailure(t *testing.T) {
 // Every table the CLI prints fits in table.MaxWidth columns, however many
 // strategies it compares.
 func TestTablesFit(t *testing.T) {
+	db := demoOutbox(t)
 	for _, args := range [][]string{
 		{"demo", "-clients", "4", "-requests", "3", "-rate", "500", "-burst", "12", "-quiet"},
 		{"sim", "storm", "-clients", "20", "-requests", "3", "-quiet"},
@@ -132,6 +140,9 @@ func TestTablesFit(t *testing.T) {
 		{"sim", "chain", "-tiers", "2-10", "-requests", "5", "-strategies", "one-retry,heed-no-budget,heed-no-breaker,heed", "-breaker", "all", "-quiet"},
 		{"sim", "chain", "-tiers", "2-3", "-requests", "5", "-fail-rate", "0-1/0.5", "-strategies", "naive,heed", "-breaker", "all", "-quiet"},
 		{"sim", "chain", "-tiers", "2-4", "-requests", "5", "-breaker", "all", "-quiet"},
+		{"outbox", "list", "-db", db},
+		{"outbox", "show", "-db", db, "5"},
+		{"outbox", "stats", "-db", db},
 	} {
 		var out, errOut bytes.Buffer
 		if code := runMain(context.Background(), args, &out, &errOut); code != 0 {

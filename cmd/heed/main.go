@@ -11,6 +11,8 @@
 //	                   front of a real upstream
 //	heed get URL       curl that heeds: one request through heed's defaults,
 //	                   with curl's exit codes, for shell scripts
+//	heed outbox        look into and repair a durable outbox file (boltstore):
+//	                   list, show, replay, drop and stats of its entries
 //
 // Help (-h, -help or --help, anywhere) goes to stdout with exit status 0; a
 // bad command or flag prints one error line and a pointer to -h on stderr
@@ -40,6 +42,7 @@ Usage:
   heed faults [flags]         serve endpoints that fail like real servers, for any client's tests
   heed faults proxy [flags]   inject resets, statuses, latency and slow bodies before an upstream
   heed get [flags] URL        fetch a URL through heed, curl-like, for shell scripts
+  heed outbox COMMAND -db F   list, show, replay, drop the entries of an outbox file; stats
 
 Run "heed COMMAND -h" (such as "heed demo -h", "heed sim storm -h") for the flags.
 `
@@ -109,6 +112,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return faultsCmd(ctx, args[1:], stdout, stderr)
 	case "get":
 		return get(ctx, args[1:], stdout, stderr)
+	case "outbox":
+		return outboxCmd(ctx, args[1:], stdout, stderr)
 	case "help":
 		if len(args) > 1 { // "heed help sim storm" is "heed sim storm -h"
 			return run(ctx, append(slices.Clone(args[1:]), "-h"), stdout, stderr)

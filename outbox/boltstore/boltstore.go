@@ -38,6 +38,10 @@ var (
 	keyDead       = []byte("dead")
 )
 
+// ErrLocked is the cause of Open's error when another process holds the
+// file open past Options.LockTimeout.
+var ErrLocked = errors.New("open in another process")
+
 // Options tune Open. The zero value is the default.
 type Options struct {
 	// LockTimeout bounds how long Open waits for another process to close
@@ -77,7 +81,7 @@ func Open(path string, o Options) (*Store, error) {
 	})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("boltstore: %s is open in another process", path)
+			return nil, fmt.Errorf("boltstore: %s: %w", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}

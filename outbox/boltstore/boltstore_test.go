@@ -2,9 +2,9 @@ package boltstore_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +52,7 @@ func TestReopenKeepsEntriesAndDropsLeases(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("file mode %v (%v), want 0600: entries hold credentials", fi.Mode().Perm(), err)
 	}
-	if _, err := boltstore.Open(path, boltstore.Options{LockTimeout: 50 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "open in another process") {
+	if _, err := boltstore.Open(path, boltstore.Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, boltstore.ErrLocked) {
 		t.Errorf("a second Open of an open file: %v", err)
 	}
 	s.Close() // as a killed process would: the leases end with it
