@@ -63,6 +63,7 @@ func (s *Store) commit(fn func(tx *bolt.Tx) error) error {
 // caller.
 func (s *Store) run(batch []*op) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		fill(tx)
 		for _, o := range batch {
 			o.err = o.fn(tx)
 			if o.err != nil && !errors.Is(o.err, outbox.ErrNotFound) {
@@ -79,6 +80,19 @@ func (s *Store) run(batch []*op) {
 		return
 	}
 	for _, o := range batch {
-		o.err = s.db.Update(o.fn)
+		o.err = s.db.Update(func(tx *bolt.Tx) error {
+			fill(tx)
+			return o.fn(tx)
+		})
 	}
+}
+
+// fill packs pages full. bbolt splits a full page in half by default,
+// which suits keys that arrive in any order; the entries' IDs only grow
+// and the due index mostly grows at its end, so half-split pages would
+// stay half empty: at a million entries the file was twice the size, and
+// twice as slow to open.
+func fill(tx *bolt.Tx) {
+	tx.Bucket(bucketEntries).FillPercent = 1.0
+	tx.Bucket(bucketDue).FillPercent = 0.9
 }
