@@ -87,4 +87,15 @@
 // on shared state (OnRecover). No request waits on Redis longer than the
 // timeout, nothing fails because of Redis, and nothing panics. With
 // FailClosed the key refuses instead (heed returns ErrThrottled).
+//
+// # The outbox
+//
+// [Outbox] is an outbox.Store for heed.WithOutbox that a fleet shares:
+// failed writes queued by any instance are replayed by any instance's
+// heed.Policy.Replay. Entries are handed out through a Redis Stream's
+// consumer group, which leases each to one worker; a worker that dies
+// holding entries loses them to another worker after OutboxConfig.Lease.
+// Unlike the state above, the outbox does not fall back when Redis fails:
+// a write that cannot be stored ends with its failure, so the caller
+// knows it was not kept.
 package heedredis
