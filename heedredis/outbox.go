@@ -133,15 +133,9 @@ var _ outbox.Store = (*Outbox)(nil)
 // start while Redis is down; the consumer group is created by the first
 // Claim (and again by any Claim after the server lost its data).
 func NewOutbox(rdb redis.UniversalClient, cfg OutboxConfig) (*Outbox, error) {
-	if rdb == nil {
-		return nil, errors.New("heedredis: nil Redis client")
-	}
 	cfg.defaults()
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("heedredis: %w", err)
-	}
-	if !honoursContext(rdb) {
-		return nil, errors.New("heedredis: the Redis client ignores context deadlines, so a slow Redis would hold outbox calls past OutboxConfig.Timeout; set ContextTimeoutEnabled: true in its options")
+	if err := usable(rdb, cfg.validate(), "outbox calls past OutboxConfig.Timeout"); err != nil {
+		return nil, err
 	}
 	p := cfg.Prefix + ":outbox:{" + cfg.Name + "}:"
 	var keys []string

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -170,41 +169,7 @@ func TestOutboxConcurrentWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var (
-		mu   sync.Mutex
-		seen = map[string]int{}
-		wg   sync.WaitGroup
-	)
-	for _, w := range workers {
-		for range 2 {
-			wg.Go(func() {
-				for {
-					got, err := w.Claim(ctx, outboxtest.T0, 7)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if len(got) == 0 {
-						return
-					}
-					mu.Lock()
-					for _, e := range got {
-						seen[e.ID]++
-					}
-					mu.Unlock()
-				}
-			})
-		}
-	}
-	wg.Wait()
-	if len(seen) != n {
-		t.Errorf("%d distinct entries claimed, want %d", len(seen), n)
-	}
-	for id, c := range seen {
-		if c != 1 {
-			t.Errorf("entry %s claimed %d times", id, c)
-		}
-	}
+	outboxtest.ClaimedOnce(t, n, workers[0], workers[0], workers[1], workers[1])
 	pending, err := rdb.XPending(ctx, "heed:outbox:{outbox}:stream", "workers").Result()
 	if err != nil {
 		t.Fatal(err)

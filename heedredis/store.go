@@ -103,18 +103,26 @@ type Store struct {
 	done    chan struct{}
 }
 
+// usable checks a client and a config's validation, in that order; held
+// says what a client that ignores deadlines would hold up.
+func usable(rdb redis.UniversalClient, invalid error, held string) error {
+	switch {
+	case rdb == nil:
+		return errors.New("heedredis: nil Redis client")
+	case invalid != nil:
+		return fmt.Errorf("heedredis: %w", invalid)
+	case !honoursContext(rdb):
+		return errors.New("heedredis: the Redis client ignores context deadlines, so a slow Redis would hold " + held + "; set ContextTimeoutEnabled: true in its options")
+	}
+	return nil
+}
+
 // New returns a Store on rdb: a single server, Sentinel or Cluster client.
 // Close stops its background flushing.
 func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
-	if rdb == nil {
-		return nil, errors.New("heedredis: nil Redis client")
-	}
 	cfg.defaults()
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("heedredis: %w", err)
-	}
-	if !honoursContext(rdb) {
-		return nil, errors.New("heedredis: the Redis client ignores context deadlines, so a slow Redis would hold requests past Config.Timeout; set ContextTimeoutEnabled: true in its options")
+	if err := usable(rdb, cfg.validate(), "requests past Config.Timeout"); err != nil {
+		return nil, err
 	}
 	s := &Store{rdb: rdb, cfg: cfg, id: newInstanceID(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.flushLoop()

@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
+	"github.com/heed-go/heed/internal/groupcommit"
 	"github.com/heed-go/heed/outbox"
 	"github.com/heed-go/heed/outbox/boltstore"
 )
@@ -252,23 +253,15 @@ func (s *sqliteSink) Finish(each func(*outbox.Entry)) (int64, error) {
 	return s.commits.Load(), rows.Err()
 }
 
-// groupSink is SQLite behind boltstore's group commit: while one
-// transaction is being committed, the next writers queue, and the first of
-// them then inserts the whole queue in one transaction. No timer. A failed
-// transaction fails every entry in it (boltstore retries each alone; an
-// INSERT here has nothing that fails alone).
+// groupSink is SQLite behind boltstore's group commit
+// (internal/groupcommit): while one transaction is being committed, the
+// next writers queue, and the first of them then inserts the whole queue
+// in one transaction. No timer. A failed transaction fails every entry in
+// it (boltstore retries each alone; an INSERT here has nothing that fails
+// alone).
 type groupSink struct {
 	*sqliteSink
-	mu         sync.Mutex
-	queue      []*pending
-	committing bool
-}
-
-type pending struct {
-	e    *outbox.Entry
-	err  error
-	wake chan struct{}
-	lead bool // set before wake: this writer commits the queue
+	group groupcommit.Group[*outbox.Entry]
 }
 
 func openSQLiteGroup(dir string) (sink, error) {
@@ -280,43 +273,12 @@ func openSQLiteGroup(dir string) (sink, error) {
 }
 
 func (g *groupSink) Add(_ context.Context, e *outbox.Entry) error {
-	p := &pending{e: e, wake: make(chan struct{}, 1)}
-	g.mu.Lock()
-	g.queue = append(g.queue, p)
-	if g.committing {
-		g.mu.Unlock()
-		<-p.wake
-		if !p.lead {
-			return p.err
-		}
-		g.mu.Lock()
-	}
-	g.committing = true
-	batch := g.queue
-	g.queue = nil
-	g.mu.Unlock()
-
-	g.commit(batch)
-	for _, b := range batch {
-		if b != p {
-			b.wake <- struct{}{}
-		}
-	}
-
-	g.mu.Lock()
-	if len(g.queue) > 0 {
-		g.queue[0].lead = true
-		g.queue[0].wake <- struct{}{}
-	} else {
-		g.committing = false
-	}
-	g.mu.Unlock()
-	return p.err
+	return g.group.Do(e, g.commit)
 }
 
 // commit inserts batch in one transaction; no caller's context cancels
 // the others' entries.
-func (g *groupSink) commit(batch []*pending) {
+func (g *groupSink) commit(batch []*outbox.Entry) []error {
 	ctx := context.Background()
 	err := func() error {
 		tx, err := g.db.BeginTx(ctx, nil)
@@ -325,8 +287,8 @@ func (g *groupSink) commit(batch []*pending) {
 		}
 		defer tx.Rollback()
 		stmt := tx.StmtContext(ctx, g.insert)
-		for _, p := range batch {
-			if err := g.add(ctx, stmt, p.e); err != nil {
+		for _, e := range batch {
+			if err := g.add(ctx, stmt, e); err != nil {
 				return err
 			}
 		}
@@ -334,8 +296,11 @@ func (g *groupSink) commit(batch []*pending) {
 	}()
 	if err == nil {
 		g.commits.Add(1)
+		return nil
 	}
-	for _, p := range batch {
-		p.err = err
+	errs := make([]error, len(batch))
+	for i := range errs {
+		errs[i] = err
 	}
+	return errs
 }

@@ -27,6 +27,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/heed-go/heed/internal/groupcommit"
 	"github.com/heed-go/heed/outbox"
 )
 
@@ -57,9 +58,7 @@ type Store struct {
 	mu     sync.Mutex      // guards leased, and makes Claim's scan and lease one step
 	leased map[uint64]bool // entries handed out by Claim, not yet updated or deleted
 
-	cmu        sync.Mutex // guards the commit queue
-	queue      []*op
-	committing bool
+	group groupcommit.Group[func(tx *bolt.Tx) error]
 }
 
 // Open opens the store in the file at path, creating it (mode 0600: the

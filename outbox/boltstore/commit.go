@@ -8,83 +8,42 @@ import (
 	"github.com/heed-go/heed/outbox"
 )
 
-// op is one caller's change, waiting for a commit.
-type op struct {
-	fn   func(tx *bolt.Tx) error
-	err  error
-	wake chan struct{} // the commit is done, or the caller now leads the next
-	lead bool          // set before wake: the caller commits the queue
-}
-
 // commit runs fn in a read-write transaction and returns once that
-// transaction is on disk. Callers that arrive while a commit is being
-// written queue; when it ends, the first of them commits everything that
-// queued meanwhile in one transaction (group commit). No caller waits for
-// a timer, and none commits for others more than once.
+// transaction is on disk. Concurrent callers share transactions (group
+// commit): see internal/groupcommit.
 func (s *Store) commit(fn func(tx *bolt.Tx) error) error {
-	o := &op{fn: fn, wake: make(chan struct{}, 1)}
-	s.cmu.Lock()
-	s.queue = append(s.queue, o)
-	if s.committing {
-		s.cmu.Unlock()
-		<-o.wake
-		if !o.lead {
-			return o.err
-		}
-		s.cmu.Lock()
-	}
-	s.committing = true
-	batch := s.queue
-	s.queue = nil
-	s.cmu.Unlock()
-
-	s.run(batch)
-	for _, b := range batch {
-		if b != o {
-			b.wake <- struct{}{}
-		}
-	}
-
-	s.cmu.Lock()
-	if len(s.queue) > 0 {
-		next := s.queue[0] // it leads the next commit
-		next.lead = true
-		next.wake <- struct{}{}
-	} else {
-		s.committing = false
-	}
-	s.cmu.Unlock()
-	return o.err
+	return s.group.Do(fn, s.run)
 }
 
-// run commits batch in one transaction. An op that finds nothing to change
-// (ErrNotFound) fails alone; any other failure rolls the transaction back,
-// and then each op is committed alone so one bad change fails only its
-// caller.
-func (s *Store) run(batch []*op) {
+// run commits batch in one transaction and returns each change's error.
+// A change that finds nothing to change (ErrNotFound) fails alone; any
+// other failure rolls the transaction back, and then each change is
+// committed alone so one bad change fails only its caller.
+func (s *Store) run(batch []func(tx *bolt.Tx) error) []error {
+	errs := make([]error, len(batch))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		fill(tx)
-		for _, o := range batch {
-			o.err = o.fn(tx)
-			if o.err != nil && !errors.Is(o.err, outbox.ErrNotFound) {
-				return o.err
+		for i, fn := range batch {
+			errs[i] = fn(tx)
+			if errs[i] != nil && !errors.Is(errs[i], outbox.ErrNotFound) {
+				return errs[i]
 			}
 		}
 		return nil
 	})
-	if err == nil {
-		return
+	switch {
+	case err == nil:
+		return errs
+	case len(batch) == 1:
+		return []error{err}
 	}
-	if len(batch) == 1 {
-		batch[0].err = err
-		return
-	}
-	for _, o := range batch {
-		o.err = s.db.Update(func(tx *bolt.Tx) error {
+	for i, fn := range batch {
+		errs[i] = s.db.Update(func(tx *bolt.Tx) error {
 			fill(tx)
-			return o.fn(tx)
+			return fn(tx)
 		})
 	}
+	return errs
 }
 
 // fill packs pages full. bbolt splits a full page in half by default,

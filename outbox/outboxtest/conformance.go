@@ -266,9 +266,21 @@ func concurrent(t *testing.T, s outbox.Store) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	seen := map[string]int{}
-	for range 4 {
+	ClaimedOnce(t, writers*each, s, s, s, s)
+}
+
+// ClaimedOnce has every store given (the same store several times, or
+// workers sharing one) claim due entries at T0 at once, seven at a time,
+// until none is left, and checks that n entries were handed out, each
+// exactly once.
+func ClaimedOnce(t *testing.T, n int, stores ...outbox.Store) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	for _, s := range stores {
 		wg.Go(func() {
 			for {
 				got, err := s.Claim(context.Background(), T0, 7)
@@ -288,12 +300,12 @@ func concurrent(t *testing.T, s outbox.Store) {
 		})
 	}
 	wg.Wait()
-	if len(seen) != writers*each {
-		t.Errorf("%d distinct entries claimed, want %d", len(seen), writers*each)
+	if len(seen) != n {
+		t.Errorf("%d distinct entries claimed, want %d", len(seen), n)
 	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("entry %s claimed %d times", id, n)
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("entry %s claimed %d times", id, c)
 		}
 	}
 }

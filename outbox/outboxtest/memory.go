@@ -144,7 +144,7 @@ func (m *Memory) Stats(ctx context.Context) (outbox.Stats, error) {
 			continue
 		}
 		s.Pending++
-		if s.NextAt.IsZero() || e.NextAt.Before(s.NextAt) {
+		if s.Pending == 1 || e.NextAt.Before(s.NextAt) {
 			s.NextAt = e.NextAt
 		}
 	}
