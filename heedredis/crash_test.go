@@ -3,7 +3,6 @@ package heedredis_test
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -29,20 +28,15 @@ const crashLease = 500 * time.Millisecond
 
 // worker is the child process of TestKilledWorker.
 func worker(c outboxcrash.Config) int {
-	ctx, cancel := context.WithTimeout(context.Background(), outboxcrash.MaxChildLife)
-	defer cancel()
-	rdb := redis.NewClient(&redis.Options{Addr: c.Store, ContextTimeoutEnabled: true})
-	defer rdb.Close()
-	s, err := heedredis.NewOutbox(rdb, heedredis.OutboxConfig{Name: "crash", Consumer: c.Worker, Lease: c.Lease})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := outboxcrash.Child(ctx, c, s, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return outboxcrash.Main(c, func(c outboxcrash.Config) (outbox.Store, func() error, error) {
+		rdb := redis.NewClient(&redis.Options{Addr: c.Store, ContextTimeoutEnabled: true})
+		s, err := heedredis.NewOutbox(rdb, heedredis.OutboxConfig{Name: "crash", Consumer: c.Worker, Lease: c.Lease})
+		if err != nil {
+			rdb.Close()
+			return nil, nil, err
+		}
+		return s, rdb.Close, nil
+	})
 }
 
 // TestKilledWorker runs two workers on one Redis outbox: one that makes

@@ -251,6 +251,24 @@ func Child(ctx context.Context, c Config, store outbox.Store, out io.Writer) err
 	return ctx.Err()
 }
 
+// Main is a writer process's main: it opens the store with open, runs
+// Child (bounded by MaxChildLife) on standard output, closes the store,
+// and returns the exit code.
+func Main(c Config, open func(Config) (outbox.Store, func() error, error)) int {
+	ctx, cancel := context.WithTimeout(context.Background(), MaxChildLife)
+	defer cancel()
+	s, closeStore, err := open(c)
+	if err == nil {
+		err = Child(ctx, c, s, os.Stdout)
+		closeStore()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
 // send makes write i and reports whether it is safe: delivered or queued.
 func send(ctx context.Context, client *http.Client, url string, i int) bool {
 	body := fmt.Sprintf(`{"order":%d,"amount":%d}`, i, 100+i%997)

@@ -3,8 +3,6 @@ package boltstore_test
 import (
 	"context"
 	"flag"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -25,20 +23,14 @@ var (
 
 // writer is the child process of TestKilledWriter.
 func writer(c outboxcrash.Config) int {
-	ctx, cancel := context.WithTimeout(context.Background(), outboxcrash.MaxChildLife)
-	defer cancel()
-	// The killed writer's lock goes with its process; wait for it a while.
-	s, err := boltstore.Open(c.Store, boltstore.Options{LockTimeout: 10 * time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer s.Close()
-	if err := outboxcrash.Child(ctx, c, s, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return outboxcrash.Main(c, func(c outboxcrash.Config) (outbox.Store, func() error, error) {
+		// The killed writer's lock goes with its process; wait for it a while.
+		s, err := boltstore.Open(c.Store, boltstore.Options{LockTimeout: 10 * time.Second})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Close, nil
+	})
 }
 
 // TestKilledWriter kills the process that writes to the outbox with SIGKILL
