@@ -56,6 +56,21 @@ const (
 	// refused it for a reason time cannot fix (Status, Err), or its time
 	// to live ran out (Reason ErrExpired). It stays in the store.
 	EventDead
+	// The server side's kinds, reported by heed's middleware (packages
+	// ratelimit and shed) about requests a server receives. Key is
+	// the client's class (a bounded label, never the raw client key),
+	// Method and URL the request's.
+
+	// EventAdmitted: the middleware let the request through to the handler.
+	EventAdmitted
+	// EventLimited: a rate limit refused the request with 429; Wait is the
+	// Retry-After it was told.
+	EventLimited
+	// EventShed: the load shedder refused the request with 503 (Status),
+	// or did not start it because its caller's deadline had passed (Err);
+	// Wait is the Retry-After it was told, Attempt the request's attempt
+	// number as its client marked it.
+	EventShed
 )
 
 func (k EventKind) String() string {
@@ -86,6 +101,12 @@ func (k EventKind) String() string {
 		return "delivered"
 	case EventDead:
 		return "dead"
+	case EventAdmitted:
+		return "admitted"
+	case EventLimited:
+		return "limited"
+	case EventShed:
+		return "shed"
 	}
 	return "unknown"
 }
