@@ -117,6 +117,7 @@ type Collector struct {
 	fallbacks       *counters
 	stale           *counters
 	outbox          *counters
+	server          *counters
 
 	breakerState *prometheus.Desc
 	queueDepth   *prometheus.Desc
@@ -170,6 +171,7 @@ func New(opts ...Option) *Collector {
 	c.hedgesWon = counter("hedges_won_total", "Attempts whose answer came from a hedged copy.", "key")
 	c.fallbacks = counter("fallbacks_total", "Failed calls the fallback answered.", "key")
 	c.stale = counter("stale_responses_total", "Failed calls answered with a stored response (stale-if-error).", "key")
+	c.server = counter("server_requests_total", "Requests a server's heed middleware decided on, by the client's class and the decision: admitted, limited (429 from ratelimit), shed (503 from shed).", "class", "decision")
 	c.outbox = counter("outbox_total", "Outbox entries by event: queued (a failed write kept), queue_failed (it qualified but the store failed), replayed (sent again and failed again), delivered, dead.", "key", "event")
 	c.breakerState = prometheus.NewDesc(ns+"_breaker_state", "Circuit breaker state: 1 for the key's current state, 0 for the others.", []string{"key", "state"}, nil)
 	c.queueDepth = prometheus.NewDesc(ns+"_throttle_queue_depth", "Requests waiting for a slot of the key's concurrency limit.", []string{"key"}, nil)
@@ -248,6 +250,8 @@ func (c *Collector) OnEvent(_ context.Context, e heed.Event) {
 		c.outbox.with(labels{c.key(e.Key), event}).Inc()
 	case heed.EventReplayed, heed.EventDelivered, heed.EventDead:
 		c.outbox.with(labels{c.key(e.Key), e.Kind.String()}).Inc()
+	case heed.EventAdmitted, heed.EventLimited, heed.EventShed:
+		c.server.with(labels{c.key(e.Key), e.Kind.String()}).Inc()
 	}
 }
 
@@ -354,7 +358,7 @@ func (c *Collector) vecs() []prometheus.Collector {
 	return []prometheus.Collector{
 		c.requests.vec, c.requestSeconds.vec, c.attempts.vec, c.retries.vec, c.retryWait.vec, c.giveUps.vec,
 		c.budgetRefusals.vec, c.transitions.vec, c.throttleWait.vec, c.throttleRefused.vec, c.hedges.vec,
-		c.hedgesWon.vec, c.fallbacks.vec, c.stale.vec, c.outbox.vec,
+		c.hedgesWon.vec, c.fallbacks.vec, c.stale.vec, c.outbox.vec, c.server.vec,
 	}
 }
 

@@ -467,3 +467,19 @@ func TestOutboxEvents(t *testing.T) {
 		heed_outbox_total{event="dead",key="api.test"} 1
 	`, "heed_outbox_total")
 }
+
+func TestServerEvents(t *testing.T) {
+	m := heedprom.New()
+	for _, e := range []heed.Event{
+		{Kind: heed.EventAdmitted, Key: "paid"}, {Kind: heed.EventAdmitted, Key: "free"},
+		{Kind: heed.EventLimited, Key: "free"}, {Kind: heed.EventShed, Key: "free"}, {Kind: heed.EventShed, Key: "free"},
+	} {
+		m.OnEvent(context.Background(), e)
+	}
+	want(t, m, `
+		heed_server_requests_total{class="free",decision="admitted"} 1
+		heed_server_requests_total{class="free",decision="limited"} 1
+		heed_server_requests_total{class="free",decision="shed"} 2
+		heed_server_requests_total{class="paid",decision="admitted"} 1
+	`, "heed_server_requests_total")
+}
