@@ -84,7 +84,7 @@ func TestAlertingRules(t *testing.T) {
 	for _, m := range alert.FindAllStringSubmatch(rules, -1) {
 		alerts[m[1]] = true
 	}
-	for _, a := range []string{"HeedRetryRatioHigh", "HeedBreakerOpenTooLong", "HeedRetryBudgetExhausted", "HeedOutboxDeadEntries", "HeedOutboxStoreFailing"} {
+	for _, a := range []string{"HeedRetryRatioHigh", "HeedBreakerOpenTooLong", "HeedRetryBudgetExhausted", "HeedOutboxDeadEntries", "HeedOutboxStoreFailing", "HeedRetryFanOutHigh"} {
 		if !alerts[a] {
 			t.Errorf("no alert %s", a)
 		}

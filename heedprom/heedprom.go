@@ -123,6 +123,8 @@ type Collector struct {
 	queueDepth   *prometheus.Desc
 	inFlight     *prometheus.Desc
 	pacing       *prometheus.Desc
+
+	audit auditMetrics // WatchAudit
 }
 
 var (
@@ -177,6 +179,7 @@ func New(opts ...Option) *Collector {
 	c.queueDepth = prometheus.NewDesc(ns+"_throttle_queue_depth", "Requests waiting for a slot of the key's concurrency limit.", []string{"key"}, nil)
 	c.inFlight = prometheus.NewDesc(ns+"_throttle_in_flight", "Requests holding a slot of the key's concurrency limit.", []string{"key"}, nil)
 	c.pacing = prometheus.NewDesc(ns+"_pacer_active", "1 while the adaptive pacer spaces the key's requests.", []string{"key"}, nil)
+	c.audit.init(ns)
 	return c
 }
 
@@ -306,6 +309,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queueDepth
 	ch <- c.inFlight
 	ch <- c.pacing
+	c.audit.describe(ch)
 }
 
 // Collect implements [prometheus.Collector].
@@ -313,6 +317,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range c.vecs() {
 		v.Collect(ch)
 	}
+	c.audit.collect(ch)
 	c.mu.RLock()
 	policies := append([]*heed.Policy(nil), c.policies...)
 	states := make(map[string]breaker.State, len(c.breakers))
