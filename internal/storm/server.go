@@ -49,6 +49,11 @@ type ServerConfig struct {
 	Clock clock.Clock
 	// Recorder, if not nil, is told of every request the API answers.
 	Recorder Recorder
+	// Limit, if not nil, replaces the API's own bucket and headers: it
+	// wraps a handler that always answers 200, and what it refuses counts
+	// as throttled. Rate and Burst still say what the limit is (for the
+	// optimal makespan); Recorder is not told.
+	Limit func(http.Handler) http.Handler
 }
 
 // Arrival is one request as the API saw it.
@@ -81,6 +86,7 @@ type API struct {
 	last   time.Time
 
 	served, throttled atomic.Int64
+	limited           http.Handler // cfg.Limit around the always-200 handler
 }
 
 // NewAPI returns the API with a full bucket.
@@ -91,7 +97,28 @@ func NewAPI(cfg ServerConfig) (*API, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &API{cfg: cfg, tokens: float64(cfg.Burst), last: cfg.Clock.Now()}, nil
+	a := &API{cfg: cfg, tokens: float64(cfg.Burst), last: cfg.Clock.Now()}
+	if cfg.Limit != nil {
+		a.limited = cfg.Limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a.served.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"ok":true}`)
+		}))
+	}
+	return a, nil
+}
+
+// countRefusals counts the 429s a Limit writes.
+type countRefusals struct {
+	http.ResponseWriter
+	api *API
+}
+
+func (c countRefusals) WriteHeader(code int) {
+	if code == http.StatusTooManyRequests {
+		c.api.throttled.Add(1)
+	}
+	c.ResponseWriter.WriteHeader(code)
 }
 
 // Server is the API on 127.0.0.1.
@@ -148,6 +175,10 @@ func (s *API) take(now time.Time) (ok bool, left float64, next, full time.Durati
 
 // ServeHTTP answers one request.
 func (s *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.limited != nil {
+		s.limited.ServeHTTP(countRefusals{w, s}, r)
+		return
+	}
 	now := s.cfg.Clock.Now()
 	ok, left, next, full := s.take(now)
 	if s.cfg.Recorder != nil {
