@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -46,14 +48,17 @@ func limiters(tb testing.TB) []struct {
 		}{name, h})
 	}
 	add("bare", okHandler)
-	add("httprate", httprate.LimitByIP(limit, time.Second)(okHandler))
+	add("httprate", httprate.LimitBy(limit, time.Second, func(r *http.Request) (string, error) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		return httprate.CanonicalizeIP(host), err
+	})(okHandler))
 	ul := ulule.New(ululemem.NewStore(), ulule.Rate{Period: time.Second, Limit: limit})
 	add("ulule", ululemw.NewMiddleware(ul).Handler(okHandler))
 	store, err := memorystore.New(&memorystore.Config{Tokens: limit, Interval: time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { store.Close(nil) })
+	tb.Cleanup(func() { store.Close(context.Background()) })
 	sv, err := httplimit.NewMiddleware(store, httplimit.IPKeyFunc())
 	if err != nil {
 		tb.Fatal(err)

@@ -78,4 +78,3 @@ func TestServerSideStorm(t *testing.T) {
 	}
 	t.Logf("\n| server | clients | lost of 500 | attempts per success | makespan / optimal |\n|---|---|---:|---:|---:|\n%s", strings.Join(rows, "\n"))
 }
-
