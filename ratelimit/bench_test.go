@@ -45,6 +45,7 @@ func TestHotPathAllocs(t *testing.T) {
 		{"by address", ratelimit.Config{}, 1},
 		{"by header", ratelimit.Config{Key: ratelimit.ByHeader("X-Api-Key")}, 1},
 		{"legacy fields too", ratelimit.Config{LegacyHeaders: true}, 1},
+		{"delay mode", ratelimit.Config{MaxDelay: time.Second}, 1},
 	} {
 		h := newNever(t, c.cfg)
 		req := httptest.NewRequest("GET", "http://api.test/v1/items", nil)

@@ -86,11 +86,26 @@
 // Either way the spread holds only for clients that come back when told;
 // heed's client does, and adds its own jitter on top.
 //
+// # Delaying instead of refusing
+//
+// With Config.MaxDelay, as nginx's limit_req with a burst queue, a request
+// that would conform within MaxDelay is not refused at all: its slot is
+// reserved in the bucket at once (later requests queue behind it), the
+// request waits for it, and is served then. The fifty clients above are
+// served 10 ms apart with no refusal and no second attempt. Only requests
+// whose slot lies beyond MaxDelay, or that come while Config.MaxWaiting
+// requests already wait, are refused, as above. The cost is a goroutine
+// and a connection held per waiting request, for at most MaxDelay; a
+// client that gives up while waiting does not get its slot back for
+// others (see Config.MaxDelay).
+//
 // # Events
 //
 // With Config.Hooks, each request that is not exempt gives one
 // heed.EventAdmitted (before the handler runs, so without a Status; with
-// Err when the store failed and the request was let through) or one
+// Err when the store failed and the request was let through; for a
+// request delayed to its slot, when the slot is reserved, with Wait the
+// delay) or one
 // heed.EventLimited (Status 429, Wait the Retry-After told, RetryAt the
 // slot). Their Key is the request's class (Config.Class), a bounded label,
 // never the client key; their URL has its query values redacted. heedprom

@@ -25,6 +25,10 @@ const DefaultMaxHold = time.Second
 // its slot instead of exactly on it.
 const maxHeld = 10000
 
+// DefaultMaxWaiting is the default bound of Config.MaxWaiting: the most
+// requests held back at once, waiting for their reserved slot.
+const DefaultMaxWaiting = 10000
+
 // Config configures a [Limiter]. Only Windows is required.
 type Config struct {
 	// Windows are the limits, all enforced at once: a request is admitted
@@ -81,6 +85,28 @@ type Config struct {
 	// MaxHold bounds the hold, from 1 ms to 1 s (DefaultMaxHold when 0).
 	// Below a second, slots fall only where the hold can reach them.
 	MaxHold time.Duration
+	// MaxDelay turns on the delay mode, as nginx's limit_req with a burst
+	// queue: a request that does not conform now but would within
+	// MaxDelay is not refused. Its slot is reserved at once (the bucket
+	// advances as for an admitted request, so later requests queue behind
+	// it), the request waits until the slot comes (its goroutine and
+	// connection held), and is then served with the quota fields as at
+	// its slot. A request whose slot lies further out is refused as
+	// without MaxDelay. If its client gives up while waiting, the request
+	// is dropped with nothing written, and its slot is not given back
+	// (later requests may already be queued behind it): the limit loses
+	// that one slot of capacity, never admits more than it allows. Zero
+	// (the default) refuses every request that does not conform now. It
+	// should stay well below the server's WriteTimeout and the clients'
+	// timeouts.
+	MaxDelay time.Duration
+	// MaxWaiting bounds the requests waiting for their slot at once
+	// (DefaultMaxWaiting when 0): once that many wait, a request that does
+	// not conform is refused as without MaxDelay. The count is checked
+	// before the store is asked, so requests decided in the same instant
+	// may each take the last place: the bound may be passed by as many
+	// requests as are being decided at that moment.
+	MaxWaiting int
 	// SpreadHorizon bounds how far the schedule of promised slots reaches
 	// past the earliest time a request would conform (by default a minute,
 	// or ten intervals of the slowest window if longer); see Spread.
@@ -126,6 +152,9 @@ type Limiter struct {
 	hold      bool
 	legacy    bool
 	held      atomic.Int64
+
+	maxWaiting int64
+	waiting    atomic.Int64 // requests waiting for their reserved slot
 
 	policy   string   // the RateLimit-Policy value
 	prefixes []string // per window: the RateLimit value up to r's digits
@@ -179,6 +208,15 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.HoldRefusals && cfg.NoSpread {
 		bad = append(bad, "HoldRefusals: set with NoSpread; holding lands clients on slots NoSpread does not keep")
 	}
+	if cfg.MaxDelay < 0 {
+		bad = append(bad, fmt.Sprintf("MaxDelay: %v must not be negative (0 for off)", cfg.MaxDelay))
+	}
+	switch {
+	case cfg.MaxWaiting != 0 && cfg.MaxDelay == 0:
+		bad = append(bad, "MaxWaiting: set without MaxDelay")
+	case cfg.MaxWaiting < 0:
+		bad = append(bad, fmt.Sprintf("MaxWaiting: %d must not be negative (0 for the default)", cfg.MaxWaiting))
+	}
 	if cfg.SpreadHorizon < 0 {
 		bad = append(bad, fmt.Sprintf("SpreadHorizon: %v must not be negative (0 for the default)", cfg.SpreadHorizon))
 	}
@@ -230,6 +268,11 @@ func New(cfg Config) (*Limiter, error) {
 		}
 		l.spread.Horizon = cmp(cfg.SpreadHorizon, horizon)
 	}
+	l.spread.Delay = cfg.MaxDelay
+	l.maxWaiting = int64(cfg.MaxWaiting)
+	if l.maxWaiting == 0 {
+		l.maxWaiting = DefaultMaxWaiting
+	}
 
 	// RateLimit-Policy never changes; RateLimit changes only in r and t.
 	var pol []string
@@ -270,10 +313,14 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		d   Decision
 		err error
 	)
+	spread := l.spread
+	if spread.Delay > 0 && l.waiting.Load() >= l.maxWaiting {
+		spread.Delay = 0 // no room to wait: refuse as without MaxDelay
+	}
 	if l.mem != nil {
-		d, err = l.mem.take(key, now, l.windows, l.spread)
+		d, err = l.mem.take(key, now, l.windows, spread)
 	} else {
-		d, err = l.store.Take(r.Context(), key, now, l.windows, l.spread)
+		d, err = l.store.Take(r.Context(), key, now, l.windows, spread)
 	}
 	if err != nil {
 		// Fail open: a store that is down must not take the API down with
@@ -287,6 +334,10 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	i := constraining(&d, len(l.windows))
 	l.setQuota(w.Header(), &d, i)
 	if d.Allowed {
+		if !d.AdmitAt.IsZero() {
+			l.delay(w, r, next, key, now, d.AdmitAt.Sub(now))
+			return
+		}
 		if len(l.hooks) > 0 {
 			l.emit(r, key, heed.Event{Kind: heed.EventAdmitted, Time: now})
 		}
@@ -294,6 +345,29 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		return
 	}
 	l.refuse(w, r, key, now, &d, i)
+}
+
+// delay serves a request admitted by reservation once its slot, wait from
+// now, has come. Its event is emitted at once, with the wait: the slot is
+// taken whatever the client does. A client gone before the slot leaves
+// with nothing written, and the slot is not given back: later requests
+// may already be queued behind it, and taking it out from under them
+// would need the store to undo a decision it has built on.
+func (l *Limiter) delay(w http.ResponseWriter, r *http.Request, next http.Handler, key string, now time.Time, wait time.Duration) {
+	l.waiting.Add(1)
+	if len(l.hooks) > 0 {
+		l.emit(r, key, heed.Event{Kind: heed.EventAdmitted, Time: now, Wait: wait})
+	}
+	t := l.clock.NewTimer(wait)
+	select {
+	case <-t.C():
+	case <-r.Context().Done():
+		t.Stop()
+		l.waiting.Add(-1)
+		return // the client is gone
+	}
+	l.waiting.Add(-1)
+	next.ServeHTTP(w, r)
 }
 
 // constraining returns the window that holds the client back most, the

@@ -56,6 +56,15 @@ func TestNewNamesEveryBadField(t *testing.T) {
 		{"MaxHold without holding", ratelimit.Config{
 			Windows: []ratelimit.Window{{Limit: 1, Per: sec, Burst: 1}}, MaxHold: sec,
 		}, []string{"MaxHold: set without HoldRefusals"}},
+		{"bad delay", ratelimit.Config{
+			Windows: []ratelimit.Window{{Limit: 1, Per: sec, Burst: 1}}, MaxDelay: -sec,
+		}, []string{"MaxDelay: -1s must not be negative"}},
+		{"MaxWaiting without MaxDelay", ratelimit.Config{
+			Windows: []ratelimit.Window{{Limit: 1, Per: sec, Burst: 1}}, MaxWaiting: 5,
+		}, []string{"MaxWaiting: set without MaxDelay"}},
+		{"negative MaxWaiting", ratelimit.Config{
+			Windows: []ratelimit.Window{{Limit: 1, Per: sec, Burst: 1}}, MaxDelay: sec, MaxWaiting: -1,
+		}, []string{"MaxWaiting: -1 must not be negative"}},
 	} {
 		l, err := ratelimit.New(c.cfg)
 		if err == nil || l != nil {

@@ -160,7 +160,9 @@ func (s *MemoryStore) take(key string, now time.Time, windows []Window, spread S
 	sh.mu.Lock()
 	d, conform, retry := sh.take(s, key, t, windows, spread)
 	sh.mu.Unlock()
-	if !d.Allowed {
+	if d.Allowed && conform > t {
+		d.AdmitAt = now.Add(time.Duration(conform - t))
+	} else if !d.Allowed {
 		d.ConformAt = now.Add(time.Duration(conform - t))
 		d.RetryAt = now.Add(time.Duration(retry - t))
 	}
@@ -169,7 +171,8 @@ func (s *MemoryStore) take(key string, now time.Time, windows []Window, spread S
 
 // take decides under the shard's lock, with times as nanoseconds since the
 // store's epoch; a refusal's earliest conforming time and return slot come
-// back in the same terms.
+// back in the same terms, and so does a reservation's slot (conform, later
+// than now, with the request allowed).
 func (sh *shard) take(s *MemoryStore, key string, now int64, windows []Window, spread Spread) (d Decision, conform, retry int64) {
 	slot, ok := sh.index[key]
 	if !ok {
@@ -187,17 +190,24 @@ func (sh *shard) take(s *MemoryStore, key string, now int64, windows []Window, s
 		tat := max(st[2*i], now)
 		conform = max(conform, tat-int64(w.Tolerance()))
 	}
-	d.Allowed = conform <= now
+	// A request that would conform within the spread's Delay is admitted
+	// at that instant: it takes its unit as a request arriving then would,
+	// and its quota is reported as at that instant.
+	d.Allowed = conform <= now || conform-now <= int64(spread.Delay)
+	at := now
+	if d.Allowed {
+		at = conform
+	}
 	exp := now
 	for i := range windows {
 		w := &windows[i]
 		iv, tol := int64(w.Interval()), int64(w.Tolerance())
-		tat := max(st[2*i], now)
+		tat := max(st[2*i], at)
 		if d.Allowed {
 			tat += iv
 			st[2*i] = tat
 		}
-		d.States[i] = state(tat, now, iv, tol, w.Burst)
+		d.States[i] = state(tat, at, iv, tol, w.Burst)
 		exp = max(exp, tat, st[2*i+1])
 	}
 	if !d.Allowed {

@@ -22,6 +22,14 @@ const MaxWindows = 8
 // (Decision.RetryAt) on the key's schedule of promises, which later
 // refusals queue behind (see [Spread]).
 //
+// When spread.Delay is positive, a request that does not conform at now
+// but would at some instant at most Delay later is not refused: it is
+// admitted at that instant, Decision.AdmitAt, and takes its unit from
+// every window as a request admitted then would, so that later requests
+// queue behind it. The caller holds it until AdmitAt. A store that
+// ignores Delay (leaving AdmitAt zero) refuses such requests, as without
+// Delay.
+//
 // windows are the [Limiter]'s, the same slice on every call, which Take
 // must not modify; a store needs no other configuration. Implementations must be safe for concurrent use
 // and should be quick: the middleware calls Take on every request that is
@@ -31,7 +39,9 @@ type Store interface {
 	Take(ctx context.Context, key string, now time.Time, windows []Window, spread Spread) (Decision, error)
 }
 
-// Spread tells a [Store] where a refused request's return slot may fall.
+// Spread tells a [Store] where a refused request's return slot may fall,
+// and (Delay) how far ahead a request may be admitted at a reserved slot
+// instead of refused.
 // The zero Spread keeps no promises: a refusal's RetryAt is the earliest
 // time the request would conform.
 //
@@ -59,6 +69,10 @@ type Spread struct {
 	// clients that ignore Retry-After and hammer cannot push the schedule
 	// of their key ever further out.
 	Horizon time.Duration
+	// Delay, when positive, admits a request that would conform within
+	// Delay of now by reserving its slot (see Decision.AdmitAt) instead of
+	// refusing it. Zero refuses every request that does not conform now.
+	Delay time.Duration
 }
 
 // Decision is a [Store]'s answer for one request.
@@ -66,6 +80,11 @@ type Decision struct {
 	// Allowed says the request was admitted; it took one unit from every
 	// window.
 	Allowed bool
+	// AdmitAt is, for a request admitted by reservation (Spread.Delay),
+	// the time its slot comes, after now: it took its unit as at AdmitAt,
+	// and must not be served before. Zero when admitted at once or
+	// refused.
+	AdmitAt time.Time
 	// ConformAt is, for a refused request, the earliest time it would
 	// have been admitted had nothing else come first; zero when admitted.
 	ConformAt time.Time
@@ -76,7 +95,9 @@ type Decision struct {
 	// N is how many windows States holds, in the order of the windows
 	// given to Take.
 	N int
-	// States holds each window's state just after the decision.
+	// States holds each window's state just after the decision: as at
+	// AdmitAt for a request admitted by reservation, when its response
+	// goes out.
 	States [MaxWindows]WindowState
 }
 
