@@ -71,6 +71,9 @@ func TestServerSideStorm(t *testing.T) {
 				t.Fatal(err)
 			}
 			rows = append(rows, fmt.Sprintf("| %s | %s | %d | %.2f | %.2fx |", srv.name, st.Name, r.Failed, r.AttemptsPerSuccess(), r.OverOptimal()))
+			if *stormLoopback {
+				continue // real time on a shared machine: reported, not asserted
+			}
 			if srv.cfg != nil && !srv.cfg.NoSpread && r.Failed != 0 {
 				t.Errorf("%s, %s: %d GETs lost", srv.name, st.Name, r.Failed)
 			}
