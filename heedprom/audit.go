@@ -60,7 +60,7 @@ type auditKey struct{ class, layer string }
 
 // auditSums merges the snapshots of several Auditors.
 type auditSums struct {
-	requests, first, compound, maxPosition         map[string]int64
+	requests, first, compound, maxPosition          map[string]int64
 	retries, marked, malformed, maxAttempt, maxDecl map[auditKey]int64
 }
 
