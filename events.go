@@ -61,7 +61,9 @@ const (
 	// the client's class (a bounded label, never the raw client key),
 	// Method and URL the request's.
 
-	// EventAdmitted: the middleware let the request through to the handler.
+	// EventAdmitted: the middleware let the request through to the handler;
+	// Wait is how long it held the request first (the shed queue, the
+	// rate limit's delay mode), zero when it went straight through.
 	EventAdmitted
 	// EventLimited: a rate limit refused the request with 429; Wait is the
 	// Retry-After it was told.

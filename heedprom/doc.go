@@ -33,6 +33,7 @@
 //	heed_request_duration_seconds{key,method,outcome}  calls, waits included
 //	heed_retry_wait_seconds{key,source}                waits before retries: retry_after, ratelimit_reset, backoff, ...
 //	heed_throttle_wait_seconds{key}                    waits for the key's limits or pacer
+//	heed_server_wait_seconds{class,decision}           server middleware: an admitted request's wait before its handler, a refusal's Retry-After
 //
 // Their buckets run from milliseconds to a minute, heed's default wait cap
 // ([WithDurationBuckets] and [WithWaitBuckets] give the default bounds and

@@ -118,6 +118,7 @@ type Collector struct {
 	stale           *counters
 	outbox          *counters
 	server          *counters
+	serverWait      *histograms
 
 	breakerState *prometheus.Desc
 	queueDepth   *prometheus.Desc
@@ -174,6 +175,7 @@ func New(opts ...Option) *Collector {
 	c.fallbacks = counter("fallbacks_total", "Failed calls the fallback answered.", "key")
 	c.stale = counter("stale_responses_total", "Failed calls answered with a stored response (stale-if-error).", "key")
 	c.server = counter("server_requests_total", "Requests a server's heed middleware decided on, by the client's class and the decision: admitted, limited (429 from ratelimit), shed (503 from shed).", "class", "decision")
+	c.serverWait = histogram("server_wait_seconds", "Waits a server's heed middleware imposed, by class and decision: for admitted, the time the request waited before its handler (shed's queue, ratelimit's delay mode); for limited and shed, the Retry-After the client was told.", c.waitBuckets, "class", "decision")
 	c.outbox = counter("outbox_total", "Outbox entries by event: queued (a failed write kept), queue_failed (it qualified but the store failed), replayed (sent again and failed again), delivered, dead.", "key", "event")
 	c.breakerState = prometheus.NewDesc(ns+"_breaker_state", "Circuit breaker state: 1 for the key's current state, 0 for the others.", []string{"key", "state"}, nil)
 	c.queueDepth = prometheus.NewDesc(ns+"_throttle_queue_depth", "Requests waiting for a slot of the key's concurrency limit.", []string{"key"}, nil)
@@ -254,7 +256,13 @@ func (c *Collector) OnEvent(_ context.Context, e heed.Event) {
 	case heed.EventReplayed, heed.EventDelivered, heed.EventDead:
 		c.outbox.with(labels{c.key(e.Key), e.Kind.String()}).Inc()
 	case heed.EventAdmitted, heed.EventLimited, heed.EventShed:
-		c.server.with(labels{c.key(e.Key), e.Kind.String()}).Inc()
+		l := labels{c.key(e.Key), e.Kind.String()}
+		c.server.with(l).Inc()
+		if e.Kind != heed.EventAdmitted || e.Wait > 0 {
+			// An admission without a wait is the common case; observing it
+			// would bury the waits in zeros and cost every request.
+			c.serverWait.with(l).Observe(e.Wait.Seconds())
+		}
 	}
 }
 
@@ -363,7 +371,7 @@ func (c *Collector) vecs() []prometheus.Collector {
 	return []prometheus.Collector{
 		c.requests.vec, c.requestSeconds.vec, c.attempts.vec, c.retries.vec, c.retryWait.vec, c.giveUps.vec,
 		c.budgetRefusals.vec, c.transitions.vec, c.throttleWait.vec, c.throttleRefused.vec, c.hedges.vec,
-		c.hedgesWon.vec, c.fallbacks.vec, c.stale.vec, c.outbox.vec, c.server.vec,
+		c.hedgesWon.vec, c.fallbacks.vec, c.stale.vec, c.outbox.vec, c.server.vec, c.serverWait.vec,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -472,7 +473,9 @@ func TestServerEvents(t *testing.T) {
 	m := heedprom.New()
 	for _, e := range []heed.Event{
 		{Kind: heed.EventAdmitted, Key: "paid"}, {Kind: heed.EventAdmitted, Key: "free"},
-		{Kind: heed.EventLimited, Key: "free"}, {Kind: heed.EventShed, Key: "free"}, {Kind: heed.EventShed, Key: "free"},
+		{Kind: heed.EventLimited, Key: "free", Wait: 2 * time.Second}, {Kind: heed.EventShed, Key: "free", Wait: time.Second},
+		{Kind: heed.EventShed, Key: "free", Wait: 3 * time.Second},
+		{Kind: heed.EventAdmitted, Key: "paid", Wait: 30 * time.Millisecond},
 	} {
 		m.OnEvent(context.Background(), e)
 	}
@@ -480,6 +483,21 @@ func TestServerEvents(t *testing.T) {
 		heed_server_requests_total{class="free",decision="admitted"} 1
 		heed_server_requests_total{class="free",decision="limited"} 1
 		heed_server_requests_total{class="free",decision="shed"} 2
-		heed_server_requests_total{class="paid",decision="admitted"} 1
+		heed_server_requests_total{class="paid",decision="admitted"} 2
 	`, "heed_server_requests_total")
+	// Admissions without a wait are not observed: only paid's delayed one.
+	got := histogram(t, m, "heed_server_wait_seconds")
+	wantWait := map[string]hist{
+		`class="paid",decision="admitted"`: {1, 0.03},
+		`class="free",decision="limited"`:  {1, 2},
+		`class="free",decision="shed"`:     {2, 4},
+	}
+	if len(got) != len(wantWait) {
+		t.Errorf("heed_server_wait_seconds series %v, want %v", got, wantWait)
+	}
+	for series, w := range wantWait {
+		if g := got[series]; g.count != w.count || math.Abs(g.sum-w.sum) > 1e-9 {
+			t.Errorf("heed_server_wait_seconds{%s}: count %d sum %v, want %d and %v", series, g.count, g.sum, w.count, w.sum)
+		}
+	}
 }
