@@ -19,7 +19,7 @@ import (
 
 // Config is one comparison.
 type Config struct {
-	Server             storm.ServerConfig // the API; the zero value is storm.DefaultServer
+	Server             storm.ServerConfig // the API; without Rate and Burst, storm.DefaultServer's
 	HeedBin            string             // the heed binary; empty: the direct run only
 	Threads, PerThread int
 	Rounds             int
@@ -70,8 +70,10 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		return nil, err
 	}
 	server := cfg.Server
-	if server == (storm.ServerConfig{}) {
-		server = storm.DefaultServer
+	if server.Rate == 0 && server.Burst == 0 {
+		// No limit given (a zero bucket would refuse everything): the
+		// public scenario's, with whatever else was set.
+		server.Rate, server.Burst = storm.DefaultServer.Rate, storm.DefaultServer.Burst
 	}
 	sc := storm.Scenario{Server: server, Clients: cfg.Threads, PerClient: cfg.PerThread}
 	var rows []Row
