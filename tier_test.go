@@ -90,15 +90,19 @@ func TestTierHeadersSent(t *testing.T) {
 }
 
 func TestMiddlewareDeadline(t *testing.T) {
-	var left time.Duration
+	var (
+		left time.Duration
+		has  bool
+	)
 	srv := httptest.NewServer(tier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if dl, ok := r.Context().Deadline(); ok {
+		var dl time.Time
+		if dl, has = r.Context().Deadline(); has {
 			left = time.Until(dl)
 		}
 	})))
 	defer srv.Close()
-	for _, v := range []string{"2000", "-5", "abc", "99999999999999"} {
-		left = 0
+	for _, v := range []string{"2000", "0", "-5", "abc", "1.5", "99999999999999"} {
+		left, has = 0, false
 		req, _ := http.NewRequest("GET", srv.URL, nil)
 		req.Header.Set(tier.HeaderTimeout, v)
 		resp, err := http.DefaultClient.Do(req)
@@ -108,11 +112,15 @@ func TestMiddlewareDeadline(t *testing.T) {
 		resp.Body.Close()
 		switch v {
 		case "2000":
-			if left <= time.Second || left > 2*time.Second {
+			if !has || left <= time.Second || left > 2*time.Second {
 				t.Errorf("deadline %v left, want about 2s", left)
 			}
-		case "-5", "abc":
-			if left != 0 {
+		case "0", "-5": // no time left: the deadline has passed
+			if !has || left > 0 {
+				t.Errorf("%q: deadline set %v, %v left, want one already passed", v, has, left)
+			}
+		case "abc", "1.5":
+			if has {
 				t.Errorf("%q set a deadline", v)
 			}
 		default:

@@ -32,7 +32,7 @@ const (
 	// first attempt does not carry it.
 	HeaderAttempt = tierctx.Attempt
 	// HeaderTimeout carries the caller's remaining deadline, in whole
-	// milliseconds, when the call has one.
+	// milliseconds rounded up, when the call has one; 0 says it has passed.
 	HeaderTimeout = tierctx.Timeout
 	// HeaderRetried marks an error response of a tier that gave up on its
 	// own dependency: the failure is below it and was already retried
@@ -74,17 +74,19 @@ func Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// parseTimeout reads a Heed-Timeout value: whole milliseconds, positive,
-// capped at a day. Anything else is ignored.
+// parseTimeout reads a Heed-Timeout value: whole milliseconds, capped at a
+// day. Zero or less says the caller's deadline has passed (heed rounds the
+// time left up, so any time at all reads as 1 or more): the deadline is
+// now. Anything that is not an integer is ignored.
 func parseTimeout(v string) (time.Duration, bool) {
 	if v == "" || len(v) > 12 {
 		return 0, false
 	}
 	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || ms <= 0 {
+	if err != nil {
 		return 0, false
 	}
-	return min(time.Duration(ms)*time.Millisecond, maxPropagatedTimeout), true
+	return min(time.Duration(max(ms, 0))*time.Millisecond, maxPropagatedTimeout), true
 }
 
 // writer adds Heed-Retried to an error response once a heed call of the
