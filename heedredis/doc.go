@@ -34,6 +34,9 @@
 // fleet sends at most the limit plus the slots leased in the MaxStale
 // before it, which is at most the burst plus rate x MaxStale; it never
 // sends more than the limit over a window longer than MaxStale.
+// The limit is kept on Redis's clock (its wall clock): while NTP slews it,
+// it may run up to 0.05% fast or slow against the instances' own clocks,
+// and the fleet's rate with it (tens of parts per million are common).
 //
 // # The adaptive pace
 //
