@@ -2,7 +2,9 @@
 // instances shares one rate limit, one adaptive pace, one retry budget and
 // one circuit breaker per key instead of each knowing a fraction of the
 // truth: 20 instances each pacing to a 100 req/s API would overrun it 20
-// times.
+// times. On the server's side it keeps the state of heed's rate-limiting
+// middleware ([Store.RateLimitStore]), so a fleet of servers enforces one
+// limit per client.
 //
 // It is a module of its own (redis/go-redis v9), which heed's core does
 // not import. A [Store] works on any redis.UniversalClient: a single
@@ -37,6 +39,70 @@
 // The limit is kept on Redis's clock (its wall clock): while NTP slews it,
 // it may run up to 0.05% fast or slow against the instances' own clocks,
 // and the fleet's rate with it (tens of parts per million are common).
+//
+// # The server's rate limit
+//
+// [Store.RateLimitStore] is a ratelimit.Store for the middleware in
+// heed's ratelimit package: with it, a fleet of servers enforces one limit
+// per client key, not one per instance.
+//
+//	store, err := heedredis.New(rdb, heedredis.Config{FallbackShare: 1.0 / 20}) // 20 instances
+//	l, err := ratelimit.New(ratelimit.Config{
+//		Windows: []ratelimit.Window{{Limit: 100, Per: time.Second, Burst: 20}},
+//		Key:     ratelimit.ByHeader("X-Api-Key"),
+//		Store:   store.RateLimitStore("api"), // one per Limiter; the name keeps Limiters apart
+//	})
+//
+// Every request is decided in Redis by one Lua script (EVALSHA, one round
+// trip) on Redis's clock, as ratelimit.MemoryStore decides it: every
+// window of the key at once (admitted only if all admit; a refusal takes
+// nothing), the schedule of promised return slots (Spread) and the
+// reservations of MaxDelay, with the same results (a test compares the
+// two decision by decision). Nothing is leased: each decision is the
+// fleet's. A key's state is one string, Prefix:{client key}:ratelimit (or
+// ratelimit:name), which expires a second after its windows are full
+// again and its promises have passed.
+//
+// How far the fleet can overshoot: with Redis up, not at all on Redis's
+// clock, where the fleet admits exactly what one GCRA admits. The
+// instances see the decisions a round trip late, so over a span measured
+// on their clocks they may count a request or two more than the limit
+// allows (those decided at its ends); a reserved slot and a Retry-After
+// are counted from the reply, so a request is never served, nor told to
+// come back, before its time. Four instances offered ten times a limit of
+// 200 a second for a minute by 100 clients admitted what the limit allows
+// to within 0.03% in every run (12,015 to 12,019 where it allows 12,018 or
+// 12,019), two busy loops beside them or not.
+//
+// While Redis fails, the overshoot is the fallback's. A call that fails or
+// takes longer than Config.Timeout puts the whole RateLimitStore (every
+// client key: there are many, and a fault says nothing of one key) on a
+// local ratelimit.MemoryStore for Config.Retry, whose windows keep
+// FallbackShare of each window's rate and burst; after Retry one request
+// at a time asks Redis while the others keep deciding locally, and the
+// first that Redis answers brings the store back. OnFault and OnRecover
+// are told the store's kind (ratelimit or ratelimit:name), never a client
+// key. An instance that falls back alone (a pause of its own longer than
+// the timeout, say) admits its share (its share of the burst at once,
+// then of the rate) while the others go on using the whole limit in
+// Redis: the fleet admits up to FallbackShare more than the limit for
+// Retry. Measured: with the default 50 ms timeout on a loaded 2-vCPU
+// machine, where a few decisions a minute waited longer than that for a
+// CPU, two to eight faults a minute put the four instances 0.7% to
+// 0.9% over the limit; a Timeout longer than the machine's stalls avoids
+// such faults. A fleet that falls back together admits the limit if
+// FallbackShare is 1/N, and N times it with the default of 1. Back on
+// Redis, the keys carry on from their state there (full, if Redis lost
+// it). With FailClosed the store refuses instead, telling clients to come
+// back after Retry. Take returns an error (and the middleware lets the
+// request through) only for windows it cannot serve, never for a Redis
+// fault.
+//
+// The cost is a round trip to Redis per request that is not exempt: on
+// loopback on a shared 2-vCPU machine 50-80 µs a decision (as long as
+// go-redis/redis_rate's simpler GCRA there), 18 allocations of which 10
+// are go-redis's own, and 12-22 µs of Redis's time for one window, 28-32
+// for three.
 //
 // # The adaptive pace
 //
@@ -76,7 +142,8 @@
 // slot and each script touches a single slot. Keys expire: the limit a
 // minute after its last slot, the budget after two windows, the pace after
 // twice PaceTTL, the breaker a minute after its open time ends, the probe
-// claim after the open time.
+// claim after the open time, a server's limit of a client key a second
+// after it holds nothing a new key would not.
 //
 // # When Redis fails
 //
@@ -84,7 +151,8 @@
 // honour context deadlines (go-redis's ContextTimeoutEnabled, which New
 // checks). When Redis is down, slow or answers garbage, the key falls back
 // to its local state (a local limit of FallbackShare of the shared one, a
-// local budget, the instance's own pace and breaker), the
+// local budget, the instance's own pace and breaker; a server's limit
+// falls back as a whole, see above), the
 // fault is reported once (OnFault, Logger), and for Config.Retry (1 s) no
 // request asks Redis again; then the next one does, and the key is back
 // on shared state (OnRecover). No request waits on Redis longer than the
