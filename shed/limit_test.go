@@ -2,6 +2,8 @@ package shed_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -164,4 +166,48 @@ func TestSlowerDependency(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	})
+}
+
+// TestBaselineAtLightLoad: at light load a window holds few requests with
+// few in flight, and its latency by Little's law errs by the requests at
+// its edges; the least of such windows must not become a baseline well
+// below the handler's latency (a 50 ms handler was once learned at 42 ms,
+// and a low baseline sheds too much when an overload follows).
+func TestBaselineAtLightLoad(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		latency time.Duration
+		rate    float64 // requests a second, Poisson
+	}{
+		{50 * time.Millisecond, 96}, // about 5 in flight
+		{20 * time.Millisecond, 120},
+		{200 * time.Millisecond, 30},
+	} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("%v/seed%d", c.latency, seed), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					m := &model{}
+					m.set(0, c.latency)
+					s := mustNew(t, shed.Config{})
+					h := s.Handler(m)
+					rng := rand.New(rand.NewPCG(seed, 7))
+					var wg sync.WaitGroup
+					lowest := time.Duration(1 << 62)
+					for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
+						time.Sleep(time.Duration(rng.ExpFloat64() / c.rate * float64(time.Second)))
+						wg.Go(func() { serve(h, request()) })
+						if b := s.Stats().Baseline; b > 0 && time.Since(end.Add(-20*time.Second)) > 5*time.Second {
+							lowest = min(lowest, b)
+						}
+					}
+					wg.Wait()
+					t.Logf("%v at %v/s, seed %d: lowest baseline after 5 s %v", c.latency, c.rate, seed, lowest)
+					if lowest < c.latency*95/100 || lowest > c.latency*13/10 {
+						t.Errorf("%v handler at %v/s (seed %d): baseline fell to %v, want within -5%%..+30%% of the handler's latency",
+							c.latency, c.rate, seed, lowest)
+					}
+				})
+			})
+		}
+	}
 }
