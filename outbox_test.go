@@ -356,8 +356,12 @@ func TestReplayObeysTheBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		api, store := newDedupAPI(), new(outboxtest.Memory)
 		api.down(http.StatusServiceUnavailable, nil)
+		// One send at a time: with two at once, both may pass the closed
+		// breaker before the first's failure trips it (as live calls
+		// would), and which does is up to the scheduler.
 		p := outboxPolicy(t, api, store, heed.WithMaxAttempts(1), heed.WithoutRetryBudget(),
-			heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 3, OpenTimeout: 10 * time.Minute}))
+			heed.WithBreaker(breaker.Settings{ConsecutiveFailures: 3, OpenTimeout: 10 * time.Minute}),
+			heed.WithOutbox(heed.Outbox{Store: store, Concurrency: 1}))
 		for _, k := range []string{"a", "b"} { // two failures: the breaker stays closed
 			if _, err := post(context.Background(), p, k, "{}"); !errors.Is(err, heed.ErrQueued) || errors.Is(err, heed.ErrBreakerOpen) {
 				t.Fatalf("err = %v, want queued with the breaker closed", err)
