@@ -616,3 +616,25 @@ func BenchmarkMiddleware(b *testing.B) {
 		}
 	})
 }
+
+// Attempt reads the highest valid marker; malformed ones count for nothing.
+func TestAttempt(t *testing.T) {
+	for _, c := range []struct {
+		header http.Header
+		want   int
+	}{
+		{http.Header{}, 1},
+		{http.Header{audit.HeaderHeed: {"3"}}, 3},
+		{http.Header{audit.HeaderGRPC: {"2"}, audit.HeaderEnvoy: {"2"}}, 3},
+		{http.Header{audit.HeaderAWS: {"attempt=4; max=5"}}, 4},
+		{http.Header{audit.HeaderHeed: {"2", "3"}}, 1},          // repeated: malformed
+		{http.Header{audit.HeaderEnvoy: {"1001"}}, 1},           // past MaxAttempt
+		{http.Header{audit.HeaderAWS: {"attempt=5; max=3"}}, 1}, // beyond its own max
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header = c.header
+		if got := audit.Attempt(r); got != c.want {
+			t.Errorf("Attempt(%v) = %d, want %d", c.header, got, c.want)
+		}
+	}
+}

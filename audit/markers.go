@@ -118,6 +118,24 @@ func layers(custom []Marker) ([]layer, error) {
 	return out, nil
 }
 
+// Attempt returns r's attempt number as the built-in markers give it (heed,
+// Envoy, gRPC, the AWS SDKs): the highest of them, 1 for a first attempt
+// or a request no marker calls a retry. Malformed markers are ignored, as
+// an Auditor counts them apart. A request two layers both retried reads
+// as the higher of their numbers, not their product. It allocates nothing;
+// package shed reads it to shed retries first.
+func Attempt(r *http.Request) int {
+	n := int64(1)
+	for i := range builtin {
+		if vs := r.Header[builtin[i].header]; len(vs) > 0 {
+			if m := builtin[i].parse(vs); m.state == valid {
+				n = max(n, m.attempt)
+			}
+		}
+	}
+	return int(n)
+}
+
 // validName reports whether s is 1 to n characters of a-z, 0-9 and _.
 func validName(s string, n int) bool {
 	if s == "" || len(s) > n {

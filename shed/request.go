@@ -3,72 +3,23 @@ package shed
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/heed-go/heed/audit"
 	"github.com/heed-go/heed/tier"
 )
-
-// The retry marks of other clients and proxies that Attempt reads.
-const (
-	// headerEnvoyAttempt is Envoy's attempt count, 1 on a first attempt
-	// (sent when the route sets include_request_attempt_count).
-	headerEnvoyAttempt = "X-Envoy-Attempt-Count"
-	// headerGRPCPrevious is gRPC's count of the attempts before this one
-	// (gRFC A6), 0 or absent on a first attempt.
-	headerGRPCPrevious = "Grpc-Previous-Rpc-Attempts"
-	// headerAmzRequest is the AWS SDKs' "attempt=N; max=M".
-	headerAmzRequest = "Amz-Sdk-Request"
-)
-
-// maxAttempt bounds an attempt number read from a header.
-const maxAttempt = 1 << 16
 
 // Attempt returns the attempt number r's client marked it with, 1 for a
 // first attempt or an unmarked request: heed's Heed-Attempt (absent on a
 // first attempt, 2 or more on retries), Envoy's x-envoy-attempt-count (1,
 // 2, ...), gRPC's grpc-previous-rpc-attempts (the attempts before this
 // one, so plus one) and the AWS SDKs' amz-sdk-request (attempt=N). The
-// highest mark wins; values that are not numbers are ignored.
+// highest mark wins; malformed marks are ignored. It reads the markers as
+// [audit.Attempt] does.
 //
 // A request with an attempt number above 1 is a retry, which a Shedder
 // sheds before first attempts.
-func Attempt(r *http.Request) int {
-	n := 1
-	if v, ok := headerInt(r.Header, tier.HeaderAttempt); ok {
-		n = max(n, v)
-	}
-	if v, ok := headerInt(r.Header, headerEnvoyAttempt); ok {
-		n = max(n, v)
-	}
-	if v, ok := headerInt(r.Header, headerGRPCPrevious); ok && v < maxAttempt {
-		n = max(n, v+1)
-	}
-	if v := r.Header.Get(headerAmzRequest); v != "" {
-		for part := range strings.SplitSeq(v, ";") {
-			k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if strings.EqualFold(k, "attempt") {
-				if a, err := strconv.Atoi(val); err == nil && a > 0 && a <= maxAttempt {
-					n = max(n, a)
-				}
-			}
-		}
-	}
-	return n
-}
-
-// headerInt reads a small non-negative integer field.
-func headerInt(h http.Header, name string) (int, bool) {
-	v := h.Get(name)
-	if v == "" || len(v) > 6 {
-		return 0, false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 0 || n > maxAttempt {
-		return 0, false
-	}
-	return n, true
-}
+func Attempt(r *http.Request) int { return audit.Attempt(r) }
 
 // maxTimeout bounds a deadline read from Heed-Timeout, as tier.Middleware
 // does.
